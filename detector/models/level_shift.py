@@ -1,0 +1,304 @@
+"""A sequential test for a sustained shift in a log-scale distribution.
+
+Token counts per request are heavy-tailed: one 100k-token request among
+2k-token ones is normal life, a prompt that doubled for everyone is an
+incident. So the model works on ``log(1 + x)``, learns a robust location and
+scale online, and winsorises each request before it counts as evidence, so
+one outlier can only add so much.
+
+Real traffic is not independent request to request: the level wanders from
+minute to minute as tenants and sessions come and go (the Azure and Kimi
+traces show a ×2 swing of the minute's geometric mean within an hour). A test
+that treats every request as independent pages on that wandering. So evidence
+is gathered per minute of event time, and each minute's mean is judged
+against a variance with two parts, ``σ²/n`` for the requests in it and ``τ²``
+for the wandering between minutes, both learned online. A busy, steady series
+(τ ≈ 0) is then judged almost per request and a doubling fires in a couple of
+minutes; a series that wanders needs proportionally more evidence.
+
+The evidence is the log-likelihood ratio of "shifted by ±δ" against "at
+baseline", accumulated by a two-sided CUSUM; crossing ``h`` is an alarm once
+the effect is also large enough to matter (its lower confidence bound beyond
+``min_ratio``). Why not river's drift detectors: ADWIN and Page-Hinkley track
+a raw mean with no robust scale, no between-minute variance, cannot freeze
+their baseline while a shift is suspected and report neither onset nor effect
+size, all of which an alert needs.
+
+Phases: ``learning`` (warm-up, never alerts) → ``watching`` → ``shifted``
+(baseline frozen, a reverse test waits for the return) → ``watching``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+LEARNING, WATCHING, SHIFTED = "learning", "watching", "shifted"
+STATE_VERSION = 2
+TAU2_FLOOR = 0.05**2  # minute-to-minute wandering assumed even when none is seen
+
+
+@dataclass(frozen=True, slots=True)
+class Shift:
+    """What the model concluded: direction, onset, and effect in raw units."""
+
+    direction: int  # +1 up, -1 down
+    onset_ts: float
+    observed_median: float
+    baseline_median: float
+    observed_mean: float
+    baseline_mean: float
+    requests: int
+
+    @property
+    def ratio(self) -> float:
+        return self.observed_median / self.baseline_median if self.baseline_median > 0 else math.inf
+
+
+class LogLevelShift:
+    """Online detector of sustained level shifts of a positive, heavy-tailed quantity.
+
+    A stationary lognormal stream stays quiet; doubling it fires within minutes
+    and reports the onset and the ratio of medians:
+
+    >>> import random
+    >>> rng = random.Random(1)
+    >>> m = LogLevelShift(warmup=100)
+    >>> for i in range(6000):                      # ten a minute for ten hours
+    ...     m.update(rng.lognormvariate(7, 0.6), ts=i * 6.0)
+    >>> m.phase
+    'watching'
+    >>> for i in range(6000, 6100):
+    ...     m.update(2 * rng.lognormvariate(7, 0.6), ts=i * 6.0)
+    >>> m.phase, 1.7 < m.shift().ratio < 2.3, abs(m.shift().onset_ts - 36000) <= 60
+    ('shifted', True, True)
+    """
+
+    __slots__ = (
+        "warmup", "warmup_minutes", "delta", "h", "clip", "alpha", "min_ratio", "min_run",
+        "phase", "n", "minutes", "mean", "var", "tau2", "zz", "zlag", "z_prev", "prev_minute",
+        "minute", "m_first", "m_n", "m_sum", "m_raw",
+        "s_up", "s_dn", "up", "dn",
+        "shift_dir", "shift_onset", "shift_n", "shift_mean", "s_back", "shifted_at",
+    )
+
+    def __init__(
+        self,
+        *,
+        warmup: int = 200,
+        warmup_minutes: int = 30,
+        delta: float = math.log(1.6),
+        h: float = 14.0,
+        clip: float = 3.0,
+        half_life: float = 5000.0,
+        min_ratio: float = 1.3,
+        min_run: int = 10,
+    ) -> None:
+        self.warmup, self.warmup_minutes = warmup, warmup_minutes
+        self.delta, self.h, self.clip = delta, h, clip
+        self.alpha = 1.0 - 0.5 ** (1.0 / half_life)
+        self.min_ratio, self.min_run = min_ratio, min_run
+        self.phase = LEARNING
+        self.n = self.minutes = 0
+        self.mean = self.var = 0.0  # var holds the Welford sum of squares during warm-up
+        self.tau2 = TAU2_FLOOR
+        # Persistence of the wandering: minute z-scores' lag-1 products and squares (EW).
+        self.zz, self.zlag, self.z_prev, self.prev_minute = 1.0, 0.0, 0.0, -2
+        self.minute, self.m_first, self.m_n, self.m_sum, self.m_raw = -1, 0.0, 0, 0.0, 0.0
+        self.s_up = self.s_dn = 0.0
+        self.up: list[float] = _run()
+        self.dn: list[float] = _run()
+        self.shift_dir, self.shift_onset, self.shift_n = 0, 0.0, 0
+        self.shift_mean, self.s_back, self.shifted_at = 0.0, 0.0, 0.0
+
+    # -- the one command ---------------------------------------------------
+    def update(self, value: float, ts: float) -> None:
+        """Learn from one observation (raw units, ≥ 0) at event time ``ts``."""
+        x = math.log1p(value)
+        minute = int(ts // 60)
+        if minute != self.minute:
+            if self.m_n:
+                self._close_minute(ts)
+            self.minute, self.m_first, self.m_n, self.m_sum, self.m_raw = minute, ts, 0, 0.0, 0.0
+        self.n += 1
+        if self.phase == LEARNING:
+            self._learn(x)
+            return
+        sd = math.sqrt(self.var)
+        r = x - self.mean
+        lim = self.clip * sd
+        rc = lim if r > lim else (-lim if r < -lim else r)
+        self.m_n += 1
+        self.m_sum += rc
+        self.m_raw += x
+        if self.phase == WATCHING and self.s_up < self.h / 2 and self.s_dn < self.h / 2:
+            a = self.alpha
+            self.mean += a * rc
+            self.var += a * (rc * rc - self.var)
+
+    def _learn(self, x: float) -> None:
+        delta = x - self.mean
+        self.mean += delta / self.n
+        self.var += delta * (x - self.mean)
+        self.m_n += 1
+        self.m_raw += x
+
+    def _close_minute(self, ts: float) -> None:
+        """Judge the minute that just ended as one piece of evidence; ``ts`` is now."""
+        self.minutes += 1
+        n = self.m_n
+        if self.phase == LEARNING:
+            self._learn_minute()
+            return
+        dev = self.m_sum / n
+        v = self.var / n + self.tau2 * self.persistence()
+        if self.phase == SHIFTED:
+            self._track_shift(self.m_raw / n, v)
+            return
+        d = self.delta
+        self.s_up = max(0.0, self.s_up + d / v * (dev - d / 2))
+        self.s_dn = max(0.0, self.s_dn + d / v * (-dev - d / 2))
+        _extend(self.up, self.s_up, self.m_first, n, self.m_raw)
+        _extend(self.dn, self.s_dn, self.m_first, n, self.m_raw)
+        if self.s_up < self.h / 2 and self.s_dn < self.h / 2:
+            excess = dev * dev - self.var / n
+            self.tau2 = max(TAU2_FLOOR, self.tau2 + 0.01 * (excess - self.tau2))
+            self._learn_persistence(dev / math.sqrt(self.var / n + self.tau2), 0.02)
+        if self.s_up >= self.h and self.up[2] >= self.min_run:
+            self._maybe_shift(+1, self.up, ts)
+        elif self.s_dn >= self.h and self.dn[2] >= self.min_run:
+            self._maybe_shift(-1, self.dn, ts)
+
+    def _learn_minute(self) -> None:
+        """During warm-up, learn τ² from how far each minute's mean strays."""
+        mean_so_far = self.mean
+        dev = self.m_raw / self.m_n - mean_so_far
+        var = self.var / max(self.n - 1, 1)
+        if self.minutes > 1:
+            excess = dev * dev - var / self.m_n
+            self.tau2 = max(TAU2_FLOOR, self.tau2 + (excess - self.tau2) / self.minutes)
+            self._learn_persistence(dev / math.sqrt(var / self.m_n + self.tau2), 1 / self.minutes)
+        if self.n >= self.warmup and self.minutes >= self.warmup_minutes:
+            self.var = max(var, 1e-4)
+            self.phase = WATCHING
+
+    def _learn_persistence(self, z: float, rate: float) -> None:
+        """Learn how much one minute's deviation carries into the next (lag-1 correlation)."""
+        if self.minute == self.prev_minute + 1:
+            self.zlag += rate * (z * self.z_prev - self.zlag)
+            self.zz += rate * (z * z - self.zz)
+        self.z_prev, self.prev_minute = z, self.minute
+
+    def persistence(self) -> float:
+        """Variance inflation of a run of minutes when the wandering persists (AR(1): (1+ρ)/(1-ρ))."""
+        rho = min(max(self.zlag / self.zz, 0.0), 0.9) if self.zz > 0 else 0.0
+        return (1 + rho) / (1 - rho)
+
+    def _maybe_shift(self, direction: int, run: list[float], ts: float) -> None:
+        onset, minutes, n, total = run[1], run[3], int(run[2]), run[4]
+        effect = total / n - self.mean
+        # The run that crossed the threshold overstates the effect (the test
+        # stopped when evidence peaked), so judge its size by a lower bound.
+        margin = 2.0 * math.sqrt(self.var / n + self.tau2 * self.persistence() / max(minutes, 1.0))
+        if abs(effect) - margin >= math.log(self.min_ratio):
+            self.phase = SHIFTED
+            self.shift_dir, self.shift_onset, self.shift_n = direction, onset, n
+            self.shift_mean, self.s_back, self.shifted_at = self.mean + effect, 0.0, ts
+        else:
+            # Significant but too small to matter: let the baseline absorb it.
+            self.mean += math.copysign(max(abs(effect) - margin, 0.0), effect)
+            self._reset_cusum()
+
+    def _track_shift(self, level: float, v: float) -> None:
+        """Follow the shifted level; return to watching once the evidence says it is gone."""
+        n = self.m_n
+        self.shift_n += n
+        self.shift_mean += max(n / self.shift_n, 0.05) * (level - self.shift_mean)
+        back = self.mean - self.shift_mean  # the move that would undo the shift
+        if abs(back) < math.log(self.min_ratio) / 2:
+            self._end_shift()
+            return
+        # LLR of "back at baseline" against "still at the shifted level".
+        self.s_back = max(0.0, self.s_back + back / v * (level - self.shift_mean - back / 2))
+        if self.s_back >= self.h:
+            self._end_shift()
+
+    def _end_shift(self) -> None:
+        self.phase = WATCHING
+        self._reset_cusum()
+
+    def _reset_cusum(self) -> None:
+        self.s_up = self.s_dn = 0.0
+        self.up, self.dn = _run(), _run()
+
+    def rebaseline(self, ts: float) -> None:
+        """Accept the shifted level as the new normal (a change that is here to stay)."""
+        if self.phase == SHIFTED:
+            self.mean = self.shift_mean
+            self._end_shift()
+
+    # -- queries -------------------------------------------------------------
+    def score(self) -> float:
+        """Evidence of a shift, as a fraction of the alarm threshold (≥ 1 means alarm)."""
+        if self.phase == SHIFTED:
+            return max(1.0, (self.h - self.s_back) / self.h)
+        return max(self.s_up, self.s_dn) / self.h
+
+    @property
+    def baseline_median(self) -> float:
+        return math.expm1(self.mean)
+
+    @property
+    def baseline_mean(self) -> float:
+        var = self.var if self.phase != LEARNING else 0.0
+        return math.exp(self.mean + var / 2) - 1
+
+    def shift(self) -> Shift | None:
+        """The current shift, if the model is in one."""
+        if self.phase != SHIFTED:
+            return None
+        return Shift(
+            direction=self.shift_dir,
+            onset_ts=self.shift_onset,
+            observed_median=math.expm1(self.shift_mean),
+            baseline_median=self.baseline_median,
+            observed_mean=math.exp(self.shift_mean + self.var / 2) - 1,
+            baseline_mean=self.baseline_mean,
+            requests=self.shift_n,
+        )
+
+    # -- state ---------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """Plain, versioned state: safe to keep in a changelog, never pickled."""
+        state: dict[str, Any] = {name: getattr(self, name) for name in self.__slots__}
+        state["up"], state["dn"] = list(self.up), list(self.dn)
+        state["v"] = STATE_VERSION
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> LogLevelShift:
+        if state.get("v") != STATE_VERSION:
+            raise ValueError(f"LogLevelShift state version {state.get('v')!r}, expected {STATE_VERSION}")
+        model = cls.__new__(cls)
+        for name in cls.__slots__:
+            value = state[name]
+            setattr(model, name, list(value) if isinstance(value, list) else value)
+        return model
+
+
+def _run() -> list[float]:
+    """A CUSUM run: [active, onset ts, requests, minutes, sum of log values]."""
+    return [0.0, 0.0, 0.0, 0.0, 0.0]
+
+
+def _extend(run: list[float], s: float, first_ts: float, n: int, raw_sum: float) -> None:
+    """Grow the run while its CUSUM is positive; start over when it falls to zero."""
+    if s <= 0.0:
+        run[:] = _run()
+        return
+    if not run[0]:
+        run[0], run[1] = 1.0, first_ts
+    run[2] += n
+    run[3] += 1
+    run[4] += raw_sum
