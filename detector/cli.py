@@ -245,7 +245,7 @@ def _simulation(days: int, seed: int, start: datetime | None, specs: tuple[str, 
         raise click.BadParameter(str(exc), param_hint="--incident") from None
 
 
-DEMO_INCIDENT = "prompt_doubling@2d14h~4h:team=support,feature=reply-draft,model=gpt-4.1"
+DEMO_INCIDENT = "prompt_doubling@2d14h~4h:team=search,feature=answer,model=claude-sonnet-4-5"
 
 
 @main.command()

@@ -36,14 +36,20 @@ PROMPT_METRIC = "input_tokens_per_request"
 
 
 class LlmSeries:
-    """Everything the engine keeps about one (team, feature, model)."""
+    """Everything the engine keeps about one (team, feature, model).
+
+    Spend is booked a minute at a time: requests and dollars of the open
+    minute add up here and go to the hour window, the month total and the
+    ledger when the minute closes, which keeps the per-event work to a few
+    additions.
+    """
 
     __slots__ = (
         "key", "first_ts", "input_tokens", "input_sum", "cached_sum", "month", "month_cost",
-        "window", "alert", "excess_tokens",
+        "window", "alert", "excess_tokens", "minute", "category", "m_requests", "m_cost", "m_unpriced",
     )
 
-    def __init__(self, key: SeriesKey, first_ts: float, settings: Settings) -> None:
+    def __init__(self, key: SeriesKey, first_ts: float, category: str, settings: Settings) -> None:
         self.key = key
         self.first_ts = first_ts
         self.input_tokens = LogLevelShift(
@@ -56,6 +62,10 @@ class LlmSeries:
         self.window = HourWindow()
         self.alert: Anomaly | None = None
         self.excess_tokens = 0.0  # input tokens above baseline since the alert fired
+        self.minute = int(first_ts // 60)  # the open minute, and its category and totals
+        self.category = category
+        self.m_requests = self.m_unpriced = 0
+        self.m_cost = 0.0
 
 
 class Engine:
@@ -65,14 +75,14 @@ class Engine:
     >>> engine = Engine(PriceTable.packaged())
     >>> engine.process(LlmRequest(ts=1.8e9, model="gpt-4o", input_tokens=900, output_tokens=80, team="a"))
     []
-    >>> engine.series_count
-    1
+    >>> engine.series_count, round(engine.ledger.total(), 6)
+    (1, 0.00305)
     """
 
     def __init__(self, prices: PriceTable, settings: Settings | None = None) -> None:
         self.prices = prices
         self.settings = settings or Settings()
-        self.ledger = SpendLedger()
+        self._ledger = SpendLedger()
         self.series: dict[SeriesKey, LlmSeries] = {}
         self.watermark = -math.inf
         self._month, self._month_start, self._month_end = "", math.inf, -math.inf
@@ -82,6 +92,13 @@ class Engine:
     @property
     def series_count(self) -> int:
         return len(self.series)
+
+    @property
+    def ledger(self) -> SpendLedger:
+        """Spend so far, every open minute included."""
+        for s in self.series.values():
+            self._close_minute(s)
+        return self._ledger
 
     def process(self, ev: Event) -> list[Anomaly]:
         """Feed one event; return the records (firing or resolved) it caused."""
@@ -95,7 +112,7 @@ class Engine:
         once per batch.
         """
         out: list[Anomaly] = []
-        series, cost_of, ledger = self.series, self.prices.cost, self.ledger
+        series, cost_of = self.series, self.prices.cost
         watermark = self.watermark
         for ev in events:
             ts = ev.ts
@@ -107,16 +124,17 @@ class Engine:
             key = (ev.team, ev.feature, ev.model)
             s = series.get(key)
             if s is None:
-                s = series[key] = LlmSeries(key, ts, self.settings)
+                s = series[key] = LlmSeries(key, ts, ev.category, self.settings)
+            minute = int(ts // 60)
+            if minute != s.minute or ev.category != s.category:
+                self._close_minute(s)
+                s.minute, s.category = minute, ev.category
             cost = cost_of(ev)
-            ledger.add_request(ev, cost)
-            usd = cost or 0.0
-            s.window.add(ts, usd)
-            if not self._month_start <= ts < self._month_end:
-                self._month, self._month_start, self._month_end = _month_span(ts)
-            if s.month != self._month:
-                s.month, s.month_cost = self._month, 0.0
-            s.month_cost += usd
+            s.m_requests += 1
+            if cost is None:
+                s.m_unpriced += 1
+            else:
+                s.m_cost += cost
             s.input_sum += ev.input_tokens
             s.cached_sum += ev.cached_input_tokens
             model = s.input_tokens
@@ -129,15 +147,31 @@ class Engine:
         self.watermark = watermark
         return out
 
+    def _close_minute(self, s: LlmSeries) -> None:
+        """Book the series' open minute into its hour window, its month and the ledger."""
+        if not s.m_requests:
+            return
+        ts = s.minute * 60.0
+        s.window.add(ts, s.m_cost, s.m_requests)
+        if not self._month_start <= ts < self._month_end:
+            self._month, self._month_start, self._month_end = _month_span(ts)
+        if s.month != self._month:
+            s.month, s.month_cost = self._month, 0.0
+        s.month_cost += s.m_cost
+        team, _, model = s.key
+        self._ledger.add_requests(s.category, team, model or "", s.m_requests, s.m_cost, s.m_unpriced)
+        s.m_requests = s.m_unpriced = 0
+        s.m_cost = 0.0
+
     def _sample(self, ev: Event) -> None:
         """GPU and usage samples: priced into the ledger."""
         if type(ev) is GpuSample:
             hourly = ev.hourly_cost_usd
             if hourly is None and ev.gpu_model:
                 hourly = self.prices.gpu_hourly(ev.gpu_model)
-            self.ledger.add_gpu(ev, hourly)
+            self._ledger.add_gpu(ev, hourly)
         elif type(ev) is UsageSample:
-            self.ledger.add_usage(ev)
+            self._ledger.add_usage(ev)
 
     def _after_shift_update(self, s: LlmSeries, ev: LlmRequest, was_shifted: bool) -> Anomaly | None:
         """The alert side of a series whose model is, or just was, in a shift."""
@@ -165,6 +199,7 @@ class Engine:
 
     # -- records ------------------------------------------------------------
     def _fire(self, s: LlmSeries, ts: float) -> Anomaly:
+        self._close_minute(s)
         shift = s.input_tokens.shift()
         assert shift is not None
         labels = labels_of(s.key)

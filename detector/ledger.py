@@ -48,13 +48,18 @@ class SpendLedger:
         return line
 
     def add_request(self, ev: LlmRequest, cost: float | None) -> None:
-        line = self._line(ev.category, ev.team)
-        line.requests += 1
-        if cost is None:
-            line.unpriced_requests += 1
-            self.unpriced[ev.model] += 1
-        else:
-            line.cost_usd += cost
+        self.add_requests(ev.category, ev.team, ev.model, 1, cost or 0.0, 0 if cost is not None else 1)
+
+    def add_requests(
+        self, category: str, team: str | None, model: str, requests: int, cost: float, unpriced: int
+    ) -> None:
+        """Book several requests of one model at once (``unpriced`` of them had no price)."""
+        line = self._line(category, team)
+        line.requests += requests
+        line.cost_usd += cost
+        if unpriced:
+            line.unpriced_requests += unpriced
+            self.unpriced[model] += unpriced
 
     def add_gpu(self, ev: GpuSample, hourly_usd: float | None) -> None:
         """Bill the GPU for the time since its previous sample (capped)."""

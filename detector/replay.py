@@ -63,6 +63,7 @@ def replay_lines(
     if chunk:
         _run_chunk(chunk, first, engine, decoder, summary, on_anomaly, on_reject)
         on_chunk(len(chunk))
+    summary.ledger = engine.ledger  # read last: closes every series' open minute
     summary.duplicates = decoder.duplicates
     summary.fired, summary.resolved = engine.fired, engine.resolved
     summary.series = engine.series_count

@@ -27,14 +27,15 @@ class HourWindow:
         self.counts = [0] * 60
         self.costs = [0.0] * 60
 
-    def add(self, ts: float, cost: float) -> None:
+    def add(self, ts: float, cost: float, requests: int = 1) -> None:
+        """Count ``requests`` costing ``cost`` in all at event time ``ts``."""
         m = int(ts // 60)
         if m > self.minute:
             self._advance(m)
         elif m <= self.minute - 60:
             return  # older than the window: too late to matter for "now"
         i = m % 60
-        self.counts[i] += 1
+        self.counts[i] += requests
         self.costs[i] += cost
 
     def _advance(self, m: int) -> None:

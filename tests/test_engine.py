@@ -138,3 +138,19 @@ def test_gpu_and_usage_samples_are_priced_into_the_ledger():
     engine.process(UsageSample(ts=T0, metric="vector_db_usd", value=3.5, unit="usd", category="embedding", team="search"))
     assert engine.ledger.by_category()["self_hosted_inference"] == pytest.approx(hourly)
     assert engine.ledger.by_category()["embedding"] == pytest.approx(3.5)
+
+
+def test_the_ledger_adds_up_to_the_priced_cost_of_every_request():
+    engine = Engine(PriceTable.packaged())
+    events = list(traffic(minutes=120, per_minute=30, median=1500, start=T0, seed=9))
+    events += list(traffic(minutes=30, per_minute=5, median=800, start=T0, seed=10, model="gpt-4o-mini", team="growth"))
+    events.sort(key=lambda e: e.ts)
+    events.append(LlmRequest(ts=T0 + 7200, model="mystery-model", input_tokens=5, output_tokens=5, team="growth"))
+    engine.process_many(events)
+    expected = sum(engine.prices.cost(e) or 0.0 for e in events)
+    assert engine.ledger.total() == pytest.approx(expected, rel=1e-12)
+    assert engine.ledger.by_team()["growth"] == pytest.approx(
+        sum(engine.prices.cost(e) or 0.0 for e in events if e.team == "growth"), rel=1e-12
+    )
+    assert engine.ledger.unpriced == {"mystery-model": 1}
+    assert sum(line.requests for line in engine.ledger.lines.values()) == len(events)

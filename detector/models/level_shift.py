@@ -107,8 +107,8 @@ class LogLevelShift:
         self.zz, self.zlag, self.z_prev, self.prev_minute = 1.0, 0.0, 0.0, -2
         self.minute, self.m_first, self.m_n, self.m_sum, self.m_raw = -1, 0.0, 0, 0.0, 0.0
         self.s_up = self.s_dn = 0.0
-        self.up: list[float] = _run()
-        self.dn: list[float] = _run()
+        self.up: list[float] = []  # the CUSUM runs: (first ts, requests, sum of logs, minutes) per minute
+        self.dn: list[float] = []
         self.shift_dir, self.shift_onset, self.shift_n = 0, 0.0, 0
         self.shift_mean, self.s_back, self.shifted_at = 0.0, 0.0, 0.0
 
@@ -165,9 +165,9 @@ class LogLevelShift:
             excess = dev * dev - self.var / n
             self.tau2 = max(TAU2_FLOOR, self.tau2 + 0.01 * (excess - self.tau2))
             self._learn_persistence(dev / math.sqrt(self.var / n + self.tau2), 0.02)
-        if self.s_up >= self.h and self.up[2] >= self.min_run:
+        if self.s_up >= self.h and sum(self.up[1::4]) >= self.min_run:
             self._maybe_shift(+1, self.up, ts)
-        elif self.s_dn >= self.h and self.dn[2] >= self.min_run:
+        elif self.s_dn >= self.h and sum(self.dn[1::4]) >= self.min_run:
             self._maybe_shift(-1, self.dn, ts)
 
     def _learn_minute(self) -> None:
@@ -183,6 +183,28 @@ class LogLevelShift:
             self.var = max(var, 1e-4)
             self.phase = WATCHING
 
+    def _onset(self, direction: int, run: list[float]) -> tuple[float, int, float, float]:
+        """Where in the run the shift most likely began: (onset ts, requests, sum of logs, minutes).
+
+        The CUSUM's run often starts a minute or two early, on baseline
+        minutes that happened to lean the same way; counting them would
+        understate the change. The split that maximises the evidence for a
+        shift of the run's direction is the maximum-likelihood change point.
+        """
+        inflation = self.tau2 * self.persistence()
+        best, best_score = 0, -math.inf
+        sum_we = sum_w = 0.0
+        for i in range(len(run) - 4, -4, -4):
+            n, raw, minutes = run[i + 1], run[i + 2], run[i + 3]
+            w = 1.0 / (self.var / n + inflation / minutes)
+            sum_we += w * direction * (raw / n - self.mean)
+            sum_w += w
+            score = sum_we * abs(sum_we) / sum_w
+            if score > best_score:
+                best, best_score = i, score
+        tail = run[best:]
+        return tail[0], int(sum(tail[1::4])), sum(tail[2::4]), sum(tail[3::4])
+
     def _learn_persistence(self, z: float, rate: float) -> None:
         """Learn how much one minute's deviation carries into the next (lag-1 correlation)."""
         if self.minute == self.prev_minute + 1:
@@ -196,7 +218,7 @@ class LogLevelShift:
         return (1 + rho) / (1 - rho)
 
     def _maybe_shift(self, direction: int, run: list[float], ts: float) -> None:
-        onset, minutes, n, total = run[1], run[3], int(run[2]), run[4]
+        onset, n, total, minutes = self._onset(direction, run)
         effect = total / n - self.mean
         # The run that crossed the threshold overstates the effect (the test
         # stopped when evidence peaked), so judge its size by a lower bound.
@@ -230,7 +252,7 @@ class LogLevelShift:
 
     def _reset_cusum(self) -> None:
         self.s_up = self.s_dn = 0.0
-        self.up, self.dn = _run(), _run()
+        self.up, self.dn = [], []
 
     def rebaseline(self, ts: float) -> None:
         """Accept the shifted level as the new normal (a change that is here to stay)."""
@@ -287,18 +309,15 @@ class LogLevelShift:
         return model
 
 
-def _run() -> list[float]:
-    """A CUSUM run: [active, onset ts, requests, minutes, sum of log values]."""
-    return [0.0, 0.0, 0.0, 0.0, 0.0]
+RUN_MINUTES = 8  # minutes a run keeps apart; older ones are merged into its first entry
 
 
 def _extend(run: list[float], s: float, first_ts: float, n: int, raw_sum: float) -> None:
     """Grow the run while its CUSUM is positive; start over when it falls to zero."""
     if s <= 0.0:
-        run[:] = _run()
+        run.clear()
         return
-    if not run[0]:
-        run[0], run[1] = 1.0, first_ts
-    run[2] += n
-    run[3] += 1
-    run[4] += raw_sum
+    run += (first_ts, n, raw_sum, 1)
+    if len(run) > 4 * RUN_MINUTES:
+        run[1], run[2], run[3] = run[1] + run[5], run[2] + run[6], run[3] + run[7]
+        del run[4:8]
