@@ -34,7 +34,7 @@ from detector.report import alert_line, print_summary, spend_table
 from detector.simulate import DEFAULT_START, Simulation, parse_incident, write_simulation
 from detector.simulate import simulate as simulate_traffic
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _settings(**flags: Any) -> Settings:
@@ -99,7 +99,7 @@ def replay(events: str, out: Path | None, deadletter: Path | None, prices: Path 
     decoder = Decoder(settings)
     if deadletter is None:
         deadletter = out.with_name(out.name + ".deadletter.jsonl") if out else Path("spendwatch-deadletter.jsonl")
-    console = Console()
+    console = Console(soft_wrap=True)
     started = time.perf_counter()
     try:
         with open_events(events) as source, _sinks(out, deadletter) as (write_anomaly, write_reject):
@@ -266,7 +266,7 @@ def demo(out_dir: Path, days: int, prices: Path | None) -> None:
     `spendwatch replay`, fed from the simulator in memory.
     """
     settings = _settings(prices=prices)
-    console = Console()
+    console = Console(soft_wrap=True)
     sim = _simulation(days, 7, None, (DEMO_INCIDENT,))
     out_dir.mkdir(parents=True, exist_ok=True)
     anomalies_path = out_dir / "anomalies.jsonl"
