@@ -28,6 +28,7 @@ from detector.engine import Engine
 from detector.errors import SpendwatchError
 from detector.events import Decoder, Reject
 from detector.inputs import LineSource, open_events
+from detector.notify import SlackNotifier
 from detector.pricing import PriceTable
 from detector.replay import ReplaySummary, replay_lines
 from detector.report import alert_line, print_summary, spend_table
@@ -97,6 +98,7 @@ def replay(events: str, out: Path | None, deadletter: Path | None, prices: Path 
     settings = _settings(prices=prices)
     engine = Engine(_prices(settings), settings)
     decoder = Decoder(settings)
+    notifier = _notifier(settings)
     if deadletter is None:
         deadletter = out.with_name(out.name + ".deadletter.jsonl") if out else Path("spendwatch-deadletter.jsonl")
     console = Console(soft_wrap=True)
@@ -105,6 +107,8 @@ def replay(events: str, out: Path | None, deadletter: Path | None, prices: Path 
         with open_events(events) as source, _sinks(out, deadletter) as (write_anomaly, write_reject):
             def on_anomaly(a: Anomaly) -> None:
                 write_anomaly(a)
+                if notifier is not None:
+                    notifier.notify(a)
                 if not quiet:
                     console.print(alert_line(a))
 
@@ -116,10 +120,45 @@ def replay(events: str, out: Path | None, deadletter: Path | None, prices: Path 
         err.print(f"error: {events}: cannot read: {exc}", markup=False)
         sys.exit(2)
     print_summary(console, summary, time.perf_counter() - started)
+    if notifier is not None:
+        _deliver(notifier, console)
     if out:
         console.print(f"anomalies written to {out}", markup=False)
     if summary.rejected:
         console.print(f"rejected events written to {deadletter}", markup=False)
+
+
+def _notifier(settings: Settings) -> SlackNotifier | None:
+    """The Slack notifier the settings ask for, or None when no token or webhook is set."""
+    token = settings.slack_token
+    if not (token or settings.slack_token_file or settings.slack_webhook_url):
+        return None
+    try:
+        return SlackNotifier.from_settings(
+            token=token,
+            webhook_url=settings.slack_webhook_url,
+            channel=settings.slack_channel,
+            api_url=settings.slack_api_url,
+            token_file=settings.slack_token_file,
+            outbox_path=settings.slack_outbox,
+            max_age_s=settings.slack_max_age_s,
+        )
+    except SpendwatchError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _deliver(notifier: SlackNotifier, console: Console) -> None:
+    """Send what the outbox holds; what Slack refused waits there for the next run."""
+    report = notifier.deliver_pending()
+    notifier.close()
+    line = f"Slack: {len(report.delivered)} delivered"
+    if report.summarised:
+        line += f", {len(report.summarised)} summarised"
+    if report.pending:
+        line += f", {report.pending} still pending in the outbox (sent on the next run)"
+    console.print(line, markup=False)
+    for key, error in report.failed:
+        console.print(f"Slack: {key}: {error}", markup=False, style="yellow")
 
 
 @contextmanager

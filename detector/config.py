@@ -30,6 +30,13 @@ class Settings(BaseSettings):
     slack_webhook_url: str | None = Field(None, description="Slack incoming webhook", repr=False)
     slack_channel: str | None = Field(None, description="default Slack channel")
     slack_api_url: str = Field("https://slack.com/api/", description="Slack Web API base URL")
+    slack_token_file: Path | None = Field(None, description="file holding the Slack bot token (instead of the token)")
+    slack_outbox: Path = Field(
+        Path("spendwatch-outbox.db"), description="SQLite outbox: notifications wait here until Slack has them"
+    )
+    slack_max_age_s: float = Field(
+        3600.0, gt=0, description="notifications older than this are sent as one summary, not as a flood"
+    )
 
     max_tokens_per_request: int = Field(
         10_000_000, gt=0, description="events claiming more tokens than this are rejected as absurd"

@@ -118,3 +118,30 @@ def test_the_installed_entry_point_runs():
         [str(Path(sys.executable).with_name("spendwatch")), "--help"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0 and "replay" in result.stdout
+
+
+def test_replay_with_a_slack_token_posts_the_alert_and_its_resolution_in_a_thread(events_file, tmp_path, monkeypatch):
+    from slack_server import TOKEN, FakeSlack
+
+    slack = FakeSlack().start()
+    try:
+        monkeypatch.setenv("SPENDWATCH_SLACK_TOKEN", TOKEN)
+        monkeypatch.setenv("SPENDWATCH_SLACK_CHANNEL", "#ai-spend")
+        monkeypatch.setenv("SPENDWATCH_SLACK_API_URL", slack.api_url)
+        monkeypatch.setenv("SPENDWATCH_SLACK_OUTBOX", str(tmp_path / "outbox.db"))
+        slack.fail("chat.postMessage", "429", times=1)  # rate limited once: retried, not lost
+        result = run("replay", str(events_file), "--out", str(tmp_path / "a.jsonl"), "--quiet")
+        assert result.exit_code == 0, result.output
+        assert "Slack: 2 delivered" in result.output
+        assert TOKEN not in result.output
+        top = slack.top_level()
+        assert len(top) == 1 and "search" in str(top[0].blocks) and top[0].edits == 1
+        replies = [m for m in slack.messages if m.thread_ts is not None]
+        assert len(replies) == 1 and replies[0].thread_ts == top[0].ts
+        assert len(slack.calls("chat.update")) == 1
+        # A second run over the same file sends nothing twice: the outbox remembers.
+        again = run("replay", str(events_file), "--out", str(tmp_path / "b.jsonl"), "--quiet")
+        assert "Slack: 0 delivered" in again.output
+        assert len(slack.top_level()) == 1
+    finally:
+        slack.stop()

@@ -1,0 +1,387 @@
+"""Anomaly records as Slack messages (Block Kit): pure, no I/O.
+
+An on-call engineer reads the alert on a phone, so it answers in order: how
+loud (severity), what changed, where (team / feature / model), observed
+against normal, since when, what it costs now and by month end (always with
+the unit written out), what drives it, where the runbook is and how to
+silence it. A resolved anomaly gives two messages: a short reply in the
+alert's thread and the original alert rewritten to show it resolved, how long
+it lasted and what it cost in all.
+
+Every user-supplied string goes through :mod:`detector.notify.escape`, and
+every mrkdwn text object is ``verbatim`` so Slack does not turn a bare URL or
+``@here`` inside a label into a link or a mention. Every text is clipped to
+Slack's limits with "…", so a huge label cannot get a message rejected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from detector.anomaly import Anomaly, describe_ratio, money, where
+from detector.notify.escape import clip, code, escape_mrkdwn, escape_plain, link
+
+# Slack's Block Kit limits (characters and counts) that our messages can reach.
+HEADER_MAX = 150
+SECTION_MAX = 3000
+FIELD_MAX = 2000
+FIELDS_MAX = 10
+CONTEXT_MAX = 2000
+BLOCKS_MAX = 50
+FALLBACK_MAX = 3000
+DRIVERS_SHOWN = 5
+
+SEVERITY_ICONS = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
+RESOLVED_ICON = ":white_check_mark:"
+WHERE_LABELS = ("team", "feature", "model")
+REQUIRED = (
+    "id", "rule", "metric", "labels", "severity", "status", "started_at", "detected_at",
+    "observed", "baseline", "ratio", "excess_cost_usd_per_hour", "summary",
+)
+
+# metric → (unit written after the number, how the number is written)
+_UNITS: dict[str, tuple[str, str]] = {
+    "input_tokens_per_request": ("tokens/request", "count"),
+    "output_tokens_per_request": ("tokens/request", "count"),
+    "cost_per_request": ("/request", "usd"),
+    "request_rate": ("requests/minute", "count"),
+    "spend_rate": ("/hour", "usd"),
+    "tier_mix": ("of requests on the premium tier", "share"),
+    "retry_rate": ("of requests retried", "share"),
+    "error_rate": ("of requests failed", "share"),
+    "cache_hit_rate": ("of input tokens from the prompt cache", "share"),
+    "gpu_utilization": ("GPU utilisation", "share"),
+}
+
+
+class Driver(NamedTuple):
+    """One contributor to an anomaly's excess spend, e.g. a feature on a model."""
+
+    labels: dict[str, str]
+    usd_per_hour: float
+
+
+class Resolved(NamedTuple):
+    """The two messages of a resolved anomaly: thread reply and rewritten original."""
+
+    reply: dict[str, Any]
+    original: dict[str, Any]
+
+
+def silence_command(alert_id: str, duration: str = "2h") -> str:
+    """The command that silences one alert, shown as text in every alert.
+
+    >>> silence_command("3f2a")
+    'spendwatch silence add id=3f2a --for 2h'
+    """
+    return f"spendwatch silence add id={alert_id} --for {duration}"
+
+
+def format_value(metric: str, value: float) -> str:
+    """A metric's value with its unit written out (escaped: usage metrics are user names).
+
+    >>> format_value("input_tokens_per_request", 3400), format_value("spend_rate", 41.2)
+    ('3,400 tokens/request', '$41/hour')
+    >>> format_value("cache_hit_rate", 0.125), format_value("vector_db_usd", 12.5)
+    ('12.5% of input tokens from the prompt cache', '12.5 vector_db_usd')
+    """
+    unit, kind = _UNITS.get(metric, (escape_mrkdwn(metric), "count"))
+    if kind == "usd":
+        return f"{money(value)}{unit}"
+    if kind == "share":
+        return f"{value * 100:.1f}% {unit}"
+    number = f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.3g}"
+    return f"{number} {unit}"
+
+
+def utc_text(rfc3339_text: str) -> str:
+    """RFC 3339 as a person reads it: ``2025-11-16 14:05 UTC``.
+
+    >>> utc_text("2025-11-16T14:05:00Z")
+    '2025-11-16 14:05 UTC'
+    """
+    return _parse(rfc3339_text).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def duration_text(seconds: float) -> str:
+    """How long something lasted, to the minute.
+
+    >>> duration_text(720), duration_text(5700), duration_text(2 * 86400 + 3 * 3600)
+    ('12 min', '1h 35m', '2d 3h')
+    """
+    minutes = max(0, int(seconds // 60))
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 24 * 60:
+        return f"{minutes // 60}h {minutes % 60:02d}m"
+    return f"{minutes // 1440}d {minutes % 1440 // 60}h"
+
+
+def render_alert(
+    anomaly: Anomaly | Mapping[str, Any],
+    *,
+    silence_hint: str | None = None,
+    drivers: Sequence[Driver] | None = None,
+) -> dict[str, Any]:
+    """The firing alert: ``{"text": fallback, "blocks": [...]}`` for chat.postMessage.
+
+    ``silence_hint`` defaults to :func:`silence_command` for the alert's id;
+    ``drivers`` (or a ``drivers`` list in a dict record) adds the breakdown.
+
+    >>> msg = render_alert(_example())
+    >>> msg["blocks"][0]["text"]["text"]
+    ':red_circle: Critical: input tokens per request doubled'
+    >>> [f["text"] for f in msg["blocks"][2]["fields"]][-2:]
+    ['*Cost now*\\n$41/hour above normal', '*By month end*\\n$29,800 by month end (projected)']
+    """
+    record = as_record(anomaly)
+    hint = silence_hint if silence_hint is not None else silence_command(record["id"])
+    blocks = [
+        _header(f"{SEVERITY_ICONS.get(record['severity'], '')} {record['severity'].capitalize()}: {_what(record)}"),
+        _section(escape_mrkdwn(record["summary"])),
+        {"type": "section", "fields": _fields(record)},
+        *_other_labels(record),
+        *_drivers(record, drivers),
+        _section(_runbook(record)),
+        _context(f"Silence it: {code(hint)}", _ids(record)),
+    ]
+    return _message(_fallback(record, record["severity"].upper()), blocks)
+
+
+def render_resolved(
+    anomaly: Anomaly | Mapping[str, Any],
+    *,
+    firing: Anomaly | Mapping[str, Any] | None = None,
+    total_usd: float | None = None,
+    drivers: Sequence[Driver] | None = None,
+) -> Resolved:
+    """The resolved notice (thread reply) and the original alert rewritten as resolved.
+
+    ``firing`` is the record the original message showed (its summary is kept);
+    ``total_usd`` the excess spend over the whole anomaly (or the record's
+    ``excess_total_usd``). Without either, the total is estimated as the excess
+    rate at detection times the duration, and marked "(estimated)".
+
+    >>> done = render_resolved(_example().resolve("2025-11-16T15:40:00Z", "Back to normal after 1h 35m"))
+    >>> done.reply["blocks"][0]["text"]["text"]
+    ':white_check_mark: *Resolved* after 1h 35m: Back to normal after 1h 35m'
+    >>> done.original["blocks"][0]["text"]["text"]
+    ':white_check_mark: Resolved: input tokens per request doubled'
+    """
+    record = as_record(anomaly)
+    shown = as_record(firing) if firing is not None else record
+    lasted, total = _lasted(record), _total(record, total_usd)
+    reply = [
+        _section(f"{RESOLVED_ICON} *Resolved* after {lasted}: {escape_mrkdwn(record['summary'])}"),
+        _context(f"{total} · resolved {utc_text(record['resolved_at'])}", _ids(record)),
+    ]
+    original = [
+        _header(f"{RESOLVED_ICON} Resolved: {_what(shown)}"),
+        _section(
+            f"*Resolved* {utc_text(record['resolved_at'])} after {lasted}; {total}.\n"
+            f"~{escape_mrkdwn(shown['severity'])}~ {escape_mrkdwn(shown['summary'])}"
+        ),
+        {"type": "section", "fields": _fields(shown, resolved=True)},
+        *_other_labels(shown),
+        *_drivers(shown, drivers),
+        _section(_runbook(shown)),
+        _context(_ids(record)),
+    ]
+    fallback = f"RESOLVED after {lasted} ({total}): {_fallback(shown, shown['severity'].upper())}"
+    return Resolved(
+        reply=_message(f"RESOLVED after {lasted}: {escape_mrkdwn(record['summary'])}", reply),
+        original=_message(fallback, original),
+    )
+
+
+def render_summary(records: Sequence[Mapping[str, Any]], *, reason: str) -> dict[str, Any]:
+    """One message standing for many delayed notifications, so a backlog is not a flood.
+
+    >>> render_summary([_example().to_dict()], reason="a Slack outage")["text"]
+    '1 notification delayed by a Slack outage: 1 firing, 0 resolved'
+    """
+    firing = [r for r in records if r["status"] == "firing"]
+    head = (
+        f"{len(records)} notification{'s' if len(records) != 1 else ''} delayed by {reason}: "
+        f"{len(firing)} firing, {len(records) - len(firing)} resolved"
+    )
+    lines = []
+    by_cost = sorted(records, key=lambda r: -abs(float(r["excess_cost_usd_per_hour"])))
+    for r in by_cost[:20]:
+        state = "resolved" if r["status"] == "resolved" else r["severity"]
+        lines.append(
+            f"• {escape_mrkdwn(state)}: {escape_mrkdwn(_what(r))} for {escape_mrkdwn(where(_labels(r)))}, "
+            f"{money(float(r['excess_cost_usd_per_hour']))}/hour, since {utc_text(r['started_at'])} "
+            f"(id {code(str(r['id']))})"
+        )
+    if len(by_cost) > 20:
+        lines.append(f"… and {len(by_cost) - 20} more")
+    blocks = [_header(":hourglass: " + head), _section("\n".join(lines))]
+    return _message(head, blocks)
+
+
+# -- pieces -------------------------------------------------------------------
+def as_record(anomaly: Anomaly | Mapping[str, Any]) -> dict[str, Any]:
+    """The record as a plain dict (what the outbox stores), checked for the fields we render.
+
+    >>> as_record({"id": "x"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: anomaly record 'x': expected the fields of Contract 3, missing rule, metric, labels, ..., summary
+    """
+    record = anomaly.to_dict() if isinstance(anomaly, Anomaly) else dict(anomaly)
+    subject = f"anomaly record {record.get('id')!r}"
+    missing = [k for k in REQUIRED if k not in record]
+    if missing:
+        raise ValueError(f"{subject}: expected the fields of Contract 3, missing {', '.join(missing)}")
+    if record["status"] not in ("firing", "resolved"):
+        raise ValueError(f"{subject}: status must be firing or resolved, found {record['status']!r}")
+    stamps = ["started_at", "detected_at"] + (["resolved_at"] if record["status"] == "resolved" else [])
+    for key in stamps:
+        try:
+            _parse(record[key])
+        except (TypeError, ValueError):
+            raise ValueError(f"{subject}: {key} must be an RFC 3339 time, found {record.get(key)!r}") from None
+    for key in ("observed", "baseline", "ratio", "excess_cost_usd_per_hour"):
+        if not isinstance(record[key], int | float):
+            raise ValueError(f"{subject}: {key} must be a number, found {record[key]!r}")
+    return record
+
+
+def _labels(record: Mapping[str, Any]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (record.get("labels") or {}).items()}
+
+
+def _what(record: Mapping[str, Any]) -> str:
+    """"input tokens per request doubled", unescaped: callers escape for where it goes."""
+    metric = str(record["metric"])
+    name = metric.replace("_", " ") if metric in _UNITS else metric
+    return f"{name} {describe_ratio(float(record['ratio']))}"
+
+
+def _fields(record: Mapping[str, Any], *, resolved: bool = False) -> list[dict[str, Any]]:
+    """The facts side by side; on a resolved card the money is what it was when detected."""
+    labels, metric = _labels(record), str(record["metric"])
+    observed, baseline = float(record["observed"]), float(record["baseline"])
+    excess = float(record["excess_cost_usd_per_hour"])
+    projected = record.get("projected_month_usd")
+    fields = [(k.capitalize(), escape_mrkdwn(labels[k])) for k in WHERE_LABELS if labels.get(k)]
+    fields += [
+        ("Observed", f"{format_value(metric, observed)} ({float(record['ratio']):.1f}× normal)"),
+        ("Normal", format_value(metric, baseline)),
+        ("Since", f"{utc_text(record['started_at'])} (detected {utc_text(record['detected_at'])[11:]})"),
+        (
+            "Cost when detected" if resolved else "Cost now",
+            f"{money(abs(excess))}/hour {'above' if excess >= 0 else 'below'} normal",
+        ),
+        (
+            "By month end",
+            "not projected yet (no spend this month)" if projected is None
+            else f"{money(float(projected))} by month end (projected)",
+        ),
+    ]
+    return [_mrkdwn(clip(f"*{title}*\n{text}", FIELD_MAX)) for title, text in fields[:FIELDS_MAX]]
+
+
+def _other_labels(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rest = {k: v for k, v in _labels(record).items() if k not in WHERE_LABELS}
+    if not rest:
+        return []
+    pairs = " · ".join(f"{escape_mrkdwn(k)}={escape_mrkdwn(v)}" for k, v in sorted(rest.items()))
+    return [_context(f"Labels: {pairs}")]
+
+
+def _drivers(record: Mapping[str, Any], drivers: Sequence[Driver] | None) -> list[dict[str, Any]]:
+    if drivers is None:
+        drivers = [Driver(dict(d["labels"]), float(d["usd_per_hour"])) for d in record.get("drivers") or ()]
+    if not drivers:
+        return []
+    ranked = sorted(drivers, key=lambda d: -abs(d.usd_per_hour))
+    total = sum(abs(d.usd_per_hour) for d in ranked) or 1.0
+    lines = [
+        f"• {escape_mrkdwn(where({str(k): str(v) for k, v in d.labels.items()}))}: "
+        f"{money(d.usd_per_hour)}/hour ({abs(d.usd_per_hour) / total:.0%} of the excess)"
+        for d in ranked[:DRIVERS_SHOWN]
+    ]
+    if len(ranked) > DRIVERS_SHOWN:
+        lines.append(f"… and {len(ranked) - DRIVERS_SHOWN} more")
+    return [_section("*What drives it*\n" + "\n".join(lines))]
+
+
+def _runbook(record: Mapping[str, Any]) -> str:
+    runbook = record.get("runbook")
+    if not runbook:
+        return f"No runbook is linked to rule {code(str(record['rule']))}."
+    text = f":book: {link(str(runbook), 'Open the runbook')}"
+    return text if len(text) <= SECTION_MAX else f":book: Runbook: {escape_mrkdwn(str(runbook))}"
+
+
+def _ids(record: Mapping[str, Any]) -> str:
+    return f"Rule {code(str(record['rule']))} · alert {code(str(record['id']))}"
+
+
+def _lasted(record: Mapping[str, Any]) -> str:
+    end = record.get("resolved_at") or record["detected_at"]
+    return duration_text((_parse(end) - _parse(record["started_at"])).total_seconds())
+
+
+def _total(record: Mapping[str, Any], total_usd: float | None) -> str:
+    if total_usd is None and record.get("excess_total_usd") is not None:
+        total_usd = float(record["excess_total_usd"])
+    if total_usd is not None:
+        return f"{money(total_usd)} above normal in all"
+    end = record.get("resolved_at") or record["detected_at"]
+    hours = (_parse(end) - _parse(record["started_at"])).total_seconds() / 3600
+    estimate = float(record["excess_cost_usd_per_hour"]) * hours
+    return f"about {money(estimate)} above normal in all (estimated)"
+
+
+def _fallback(record: Mapping[str, Any], loudness: str) -> str:
+    excess = float(record["excess_cost_usd_per_hour"])
+    return (
+        f"[{loudness}] {escape_mrkdwn(_what(record))} for {escape_mrkdwn(where(_labels(record)))}: "
+        f"{money(abs(excess))}/hour {'above' if excess >= 0 else 'below'} normal"
+    )
+
+
+def _parse(text: str) -> datetime:
+    if not isinstance(text, str):
+        raise TypeError(f"expected an RFC 3339 string, found {type(text).__name__}")
+    return datetime.fromisoformat(text)
+
+
+# -- Block Kit ----------------------------------------------------------------
+def _mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
+
+
+def _header(text: str) -> dict[str, Any]:
+    text = clip(escape_plain(text), HEADER_MAX)
+    return {"type": "header", "text": {"type": "plain_text", "text": text, "emoji": True}}
+
+
+def _section(text: str) -> dict[str, Any]:
+    """Slack refuses an empty section, and a record's summary may be empty."""
+    return {"type": "section", "text": _mrkdwn(clip(text, SECTION_MAX) if text.strip() else "—")}
+
+
+def _context(*texts: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [_mrkdwn(clip(t, CONTEXT_MAX)) for t in texts]}
+
+
+def _message(fallback: str, blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"text": clip(fallback, FALLBACK_MAX), "blocks": blocks[:BLOCKS_MAX]}
+
+
+def _example() -> Anomaly:
+    """A record for the examples above."""
+    return Anomaly(
+        id="3f2a9c", rule="search.prompt-length", metric="input_tokens_per_request",
+        labels={"team": "search", "feature": "summarize", "model": "gpt-4o"}, severity="critical",
+        status="firing", started_at="2025-11-16T14:05:00Z", detected_at="2025-11-16T14:12:00Z",
+        resolved_at=None, observed=3400.0, baseline=1700.0, ratio=2.0, excess_cost_usd_per_hour=41.2,
+        projected_month_usd=29800.0, summary="Input tokens per request for search/summarize on gpt-4o doubled",
+        runbook="https://wiki.example.com/runbooks/prompt-length",
+    )

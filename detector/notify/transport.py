@@ -1,0 +1,224 @@
+"""Talking to Slack: one post or update at a time, retried, with secrets kept out of sight.
+
+:class:`SlackTransport` wraps the slack-sdk client it is given, a
+``WebClient`` (bot token: chat.postMessage, chat.update, threads) or a
+``WebhookClient`` (incoming webhook: new messages only). slack-sdk's retry
+handlers (:func:`retry_handlers`) retry a request on a rate limit (429,
+sleeping for Retry-After), a server error (500/503) and a broken connection;
+when they give up, the failure comes out as one :class:`DeliveryError`.
+
+The token and the webhook URL are secrets: whoever holds either can post. A
+slack-sdk error is never passed on, not even as the cause of ours, because
+its response object holds the request with its Authorization header; our
+messages run through a :class:`Redactor`, and the clients built from settings
+log through :data:`SDK_LOGGER`, which redacts too (slack-sdk logs the webhook
+URL when it retries).
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry import RetryHandler, RetryIntervalCalculator
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
+from slack_sdk.webhook import WebhookClient
+
+from detector.errors import ConfigError, SpendwatchError
+
+T = TypeVar("T")
+UNAVAILABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class DeliveryError(SpendwatchError):
+    """Slack did not take a message.
+
+    ``method`` is the call (``chat.postMessage``, ``chat.update``, ``webhook``),
+    ``status_code`` the HTTP status (None when there was no answer), ``error``
+    Slack's error code or the kind of failure, and ``unavailable`` says Slack
+    itself is unreachable or overloaded, so the rest of a round is not tried.
+
+    >>> DeliveryError("chat.update: Slack answered HTTP 200: message_not_found", method="chat.update",
+    ...               status_code=200, error="message_not_found", unavailable=False).unavailable
+    False
+    """
+
+    def __init__(
+        self, message: str, *, method: str, status_code: int | None, error: str, unavailable: bool
+    ) -> None:
+        super().__init__(message)
+        self.method = method
+        self.status_code = status_code
+        self.error = error
+        self.unavailable = unavailable
+
+
+class Redactor(logging.Filter):
+    """Replaces secrets with ``[redacted]`` in text, and in every record of a logger it filters.
+
+    >>> Redactor(["xoxb-123-secret"]).redact("token xoxb-123-secret refused")
+    'token [redacted] refused'
+    """
+
+    def __init__(self, values: Iterable[str | None] = ()) -> None:
+        super().__init__()
+        self._values: list[str] = []
+        self.hide(*values)
+
+    def hide(self, *values: str | None) -> None:
+        """Add secrets; a URL's path is hidden on its own too (a webhook's secret is its path)."""
+        found = set(self._values)
+        for value in values:
+            if not value:
+                continue
+            found.add(value)
+            path = urlsplit(value).path if "://" in value else ""
+            if len(path) >= 8:
+                found.add(path)
+        self._values = sorted(found, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for value in self._values:
+            text = text.replace(value, "[redacted]")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = self.redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+SDK_LOGGER = logging.getLogger("detector.notify.sdk")
+SDK_REDACTOR = Redactor()
+SDK_LOGGER.addFilter(SDK_REDACTOR)
+
+
+def read_secret_file(path: str | Path, *, what: str) -> str:
+    """A secret from a file (a mounted Kubernetes or Docker secret); errors never quote its content.
+
+    >>> read_secret_file("/nonexistent/token", what="Slack token file")
+    Traceback (most recent call last):
+    ...
+    detector.errors.ConfigError: /nonexistent/token: cannot read the Slack token file: No such file or directory
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the {what}: {e.strerror or type(e).__name__}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the {what} is not UTF-8 text") from None
+    if not text:
+        raise ConfigError(f"{path}: the {what} is empty; expected the secret on one line")
+    if any(ch.isspace() for ch in text):
+        raise ConfigError(f"{path}: the {what} holds whitespace inside; expected the secret alone on one line")
+    return text
+
+
+def retry_handlers(
+    max_retry_count: int = 2, interval_calculator: RetryIntervalCalculator | None = None
+) -> list[RetryHandler]:
+    """slack-sdk's handlers for a broken connection, a 429 (it sleeps Retry-After) and a 500/503.
+
+    >>> [type(h).__name__ for h in retry_handlers(1)]
+    ['ConnectionErrorRetryHandler', 'RateLimitErrorRetryHandler', 'ServerErrorRetryHandler']
+    """
+    calc = interval_calculator or BackoffRetryIntervalCalculator(backoff_factor=0.5)
+    return [
+        ConnectionErrorRetryHandler(max_retry_count=max_retry_count, interval_calculator=calc),
+        RateLimitErrorRetryHandler(max_retry_count=max_retry_count, interval_calculator=calc),
+        ServerErrorRetryHandler(max_retry_count=max_retry_count, interval_calculator=calc),
+    ]
+
+
+class SlackTransport:
+    """Posts and updates rendered messages through one slack-sdk client.
+
+    >>> SlackTransport(None, WebhookClient("http://127.0.0.1:9/services/T/B/secret-path")).mode
+    'webhook'
+    """
+
+    def __init__(self, client: WebClient | None, webhook: WebhookClient | None) -> None:
+        if client is None and webhook is None:
+            raise ConfigError("Slack: expected a Web API client or an incoming webhook, found neither")
+        self.client, self.webhook = client, webhook
+        self.redactor = Redactor([
+            client.token if client is not None else None, webhook.url if webhook is not None else None,
+        ])
+
+    @property
+    def mode(self) -> str:
+        """``web_api`` (threads and updates) or ``webhook`` (new messages only)."""
+        return "web_api" if self.client is not None else "webhook"
+
+    def __repr__(self) -> str:
+        return f"SlackTransport(mode={self.mode!r})"
+
+    def post(
+        self, channel: str | None, message: dict[str, Any], *, thread_ts: str | None = None
+    ) -> tuple[str, str | None]:
+        """Post a message; returns Slack's channel id and ts (webhook: the channel given, no ts)."""
+        if self.client is None:
+            self._webhook_send(message)
+            return channel or "", None
+        client = self.client
+        response = self._call("chat.postMessage", lambda: client.chat_postMessage(
+            channel=channel, text=message["text"], blocks=message["blocks"], thread_ts=thread_ts,
+            parse="none", link_names=False, unfurl_links=False, unfurl_media=False,
+        ))
+        return str(response.get("channel") or channel), str(response["ts"])
+
+    def update(self, channel: str, ts: str, message: dict[str, Any]) -> None:
+        """Rewrite a message we posted (Web API only)."""
+        client = self.client
+        if client is None:
+            raise ConfigError("Slack: an incoming webhook cannot update a message; a bot token can")
+        self._call("chat.update", lambda: client.chat_update(
+            channel=channel, ts=ts, text=message["text"], blocks=message["blocks"], parse="none",
+            link_names=False,
+        ))
+
+    def _webhook_send(self, message: dict[str, Any]) -> None:
+        hook = self.webhook
+        assert hook is not None
+        response = self._call("webhook", lambda: hook.send(
+            text=message["text"], blocks=message["blocks"], unfurl_links=False, unfurl_media=False,
+        ))
+        if response.status_code != 200 or response.body != "ok":
+            body = self.redactor.redact(str(response.body)[:200])
+            raise DeliveryError(
+                f"webhook: expected HTTP 200 'ok', Slack answered {response.status_code} {body!r}",
+                method="webhook", status_code=response.status_code, error=body[:100],
+                unavailable=response.status_code in UNAVAILABLE_STATUS,
+            )
+
+    def _call(self, method: str, send: Callable[[], T]) -> T:
+        """Run one slack-sdk call; any failure becomes a :class:`DeliveryError` with no secret in it."""
+        try:
+            return send()
+        except SlackApiError as e:
+            status = e.response.status_code
+            data = e.response.data if isinstance(e.response.data, dict) else {}
+            code = self.redactor.redact(str(data.get("error") or "unknown_error"))
+            err = DeliveryError(
+                f"{method}: Slack answered HTTP {status}: {code}", method=method, status_code=status,
+                error=code, unavailable=status in UNAVAILABLE_STATUS,
+            )
+        except (SlackClientError, OSError, http.client.HTTPException) as e:
+            err = DeliveryError(
+                self.redactor.redact(f"{method}: no answer from Slack: {type(e).__name__}: {e}"),
+                method=method, status_code=None, error=type(e).__name__, unavailable=True,
+            )
+        raise err  # outside the except clause: the slack-sdk error is not even the context

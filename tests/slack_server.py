@@ -1,0 +1,256 @@
+"""A local stand-in for Slack: the Web API methods we call and an incoming webhook.
+
+It listens on 127.0.0.1 on a free port, answers ``chat.postMessage`` and
+``chat.update`` under ``/api/`` the way Slack does (``ok``, ``channel``,
+``ts``, Slack's error codes), keeps the messages so a test can read the
+channel as a person would see it, and records every request. Failures are
+scripted per method: a 429 with Retry-After, a 500 or 503, or a connection
+reset; each scripted failure answers one request, then the server behaves.
+Messages are checked against Block Kit's limits (:func:`block_kit_problems`)
+and a bad one is refused with ``invalid_blocks``, as Slack would.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+import zlib
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+TOKEN = "xoxb-fake-0000-secret-token"
+WEBHOOK_PATH = "/services/T0000/B0000/fake-webhook-secret"
+LIMITS = {"blocks": 50, "header": 150, "section": 3000, "fields": 10, "field": 2000, "context": 10,
+          "context_text": 2000}
+
+
+def block_kit_problems(message: dict[str, Any]) -> list[str]:
+    """What Slack would refuse in a message: missing fallback text, unknown blocks, limits."""
+    problems = []
+    if not isinstance(message.get("text"), str) or not message["text"]:
+        problems.append("no fallback text")
+    blocks = message.get("blocks") or []
+    if len(blocks) > LIMITS["blocks"]:
+        problems.append(f"{len(blocks)} blocks > {LIMITS['blocks']}")
+    for i, block in enumerate(blocks):
+        kind = block.get("type")
+        if kind == "header":
+            text = block["text"]
+            if text["type"] != "plain_text" or len(text["text"]) > LIMITS["header"] or not text["text"]:
+                problems.append(f"block {i}: header must be plain_text of 1..{LIMITS['header']} characters")
+        elif kind == "section":
+            if "text" not in block and "fields" not in block:
+                problems.append(f"block {i}: section needs text or fields")
+            if "text" in block and not 0 < len(block["text"]["text"]) <= LIMITS["section"]:
+                problems.append(f"block {i}: section text length {len(block['text']['text'])}")
+            fields = block.get("fields", [])
+            if len(fields) > LIMITS["fields"]:
+                problems.append(f"block {i}: {len(fields)} fields")
+            problems += [f"block {i}: field too long" for f in fields if len(f["text"]) > LIMITS["field"]]
+        elif kind == "context":
+            elements = block["elements"]
+            if not 0 < len(elements) <= LIMITS["context"]:
+                problems.append(f"block {i}: {len(elements)} context elements")
+            problems += [
+                f"block {i}: context text too long" for e in elements if len(e["text"]) > LIMITS["context_text"]
+            ]
+        elif kind != "divider":
+            problems.append(f"block {i}: unknown type {kind!r}")
+    return problems
+
+
+@dataclass
+class Request:
+    """One request as the server saw it."""
+
+    method: str  # "chat.postMessage", "chat.update", "webhook", or the unknown path
+    headers: dict[str, str]
+    body: dict[str, Any]
+    answer: str = ""  # "ok", an error code, "429", "500", "503" or "reset"
+
+
+@dataclass
+class Message:
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]]
+    thread_ts: str | None = None
+    edits: int = 0
+
+
+@dataclass
+class FakeSlack:
+    """The server; ``start()`` it, point slack-sdk at ``api_url`` / ``webhook_url``, ``stop()`` it."""
+
+    token: str = TOKEN
+    requests: list[Request] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)  # in posting order; webhook ones too
+    _failures: dict[str, deque[tuple[str, int]]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+
+    def start(self) -> FakeSlack:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop answering: connections to the port are refused from now on (an outage)."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            assert self._thread is not None
+            self._thread.join()
+            self._server = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "the fake Slack server is not running"
+        return self._server.server_address[1]
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    @property
+    def webhook_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{WEBHOOK_PATH}"
+
+    def fail(self, method: str, kind: str, times: int = 1, retry_after: int = 0) -> None:
+        """Script failures for ``method``: kind is "429", "500", "503" or "reset"."""
+        with self._lock:
+            self._failures.setdefault(method, deque()).extend([(kind, retry_after)] * times)
+
+    def calls(self, method: str) -> list[Request]:
+        with self._lock:
+            return [r for r in self.requests if r.method == method]
+
+    def top_level(self) -> list[Message]:
+        return [m for m in self.messages if m.thread_ts is None]
+
+    # -- answering (called from the handler threads) ------------------------------
+    def _next_failure(self, method: str) -> tuple[str, int] | None:
+        with self._lock:
+            queue = self._failures.get(method)
+            return queue.popleft() if queue else None
+
+    def _answer(self, method: str, headers: dict[str, str], body: dict[str, Any]) -> tuple[int, Any]:
+        with self._lock:
+            if method == "webhook":
+                problems = block_kit_problems(body)
+                if problems:
+                    return 400, "invalid_blocks"
+                self.messages.append(Message("webhook", "", body["text"], body.get("blocks", [])))
+                return 200, "ok"
+            if headers.get("authorization") != f"Bearer {self.token}":
+                return 200, {"ok": False, "error": "invalid_auth"}
+            if method == "chat.postMessage":
+                return 200, self._post(body)
+            if method == "chat.update":
+                return 200, self._update(body)
+            return 404, {"ok": False, "error": "unknown_method"}
+
+    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        problems = block_kit_problems(body)
+        if problems:
+            return {"ok": False, "error": "invalid_blocks", "errors": problems}
+        channel = _channel_id(body.get("channel", ""))
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        thread_ts = body.get("thread_ts")
+        if thread_ts and not any(m.channel == channel and m.ts == thread_ts for m in self.messages):
+            return {"ok": False, "error": "thread_not_found"}
+        ts = f"{1_700_000_000 + len(self.messages)}.{len(self.messages):06d}"
+        self.messages.append(Message(channel, ts, body["text"], body["blocks"], thread_ts))
+        return {"ok": True, "channel": channel, "ts": ts, "message": {"text": body["text"]}}
+
+    def _update(self, body: dict[str, Any]) -> dict[str, Any]:
+        problems = block_kit_problems(body)
+        if problems:
+            return {"ok": False, "error": "invalid_blocks", "errors": problems}
+        for m in self.messages:
+            if m.channel == body.get("channel") and m.ts == body.get("ts"):
+                m.text, m.blocks, m.edits = body["text"], body["blocks"], m.edits + 1
+                return {"ok": True, "channel": m.channel, "ts": m.ts}
+        return {"ok": False, "error": "message_not_found"}
+
+
+def _channel_id(name: str) -> str:
+    """Slack answers with channel ids; a name maps to a stable fake one."""
+    if not name:
+        return ""
+    if name.startswith("C"):
+        return name
+    return "C" + format(zlib.crc32(name.lstrip("#").encode()), "08X")
+
+
+def _handler_for(slack: FakeSlack) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            if self.path == WEBHOOK_PATH:
+                method = "webhook"
+            elif self.path.startswith("/api/"):
+                method = self.path[len("/api/"):].split("?")[0]
+            else:
+                method = self.path
+            body = _decode(raw, headers.get("content-type", ""))
+            request = Request(method, headers, body)
+            with slack._lock:
+                slack.requests.append(request)
+            failure = slack._next_failure(method)
+            if failure is not None:
+                request.answer = failure[0]
+                self._fail(*failure)
+                return
+            status, answer = slack._answer(method, headers, body)
+            request.answer = answer if isinstance(answer, str) else ("ok" if answer["ok"] else answer["error"])
+            self._send(status, answer)
+
+        def _fail(self, kind: str, retry_after: int) -> None:
+            if kind == "reset":
+                # An abortive close: the client sees "connection reset by peer" instead of an answer.
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+                self.close_connection = True
+                return
+            if kind == "429":
+                self._send(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)})
+                return
+            self._send(int(kind), "<html><body>Slack is having trouble</body></html>")
+
+        def _send(self, status: int, answer: Any, extra: dict[str, str] | None = None) -> None:
+            data = answer.encode() if isinstance(answer, str) else json.dumps(answer).encode()
+            self.send_response(status)
+            kind = "text/html" if isinstance(answer, str) and answer.startswith("<") else (
+                "text/plain" if isinstance(answer, str) else "application/json")
+            self.send_header("Content-Type", f"{kind}; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (extra or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's signature)
+            pass
+
+    return Handler
+
+
+def _decode(raw: bytes, content_type: str) -> dict[str, Any]:
+    if "json" in content_type:
+        return json.loads(raw or b"{}")
+    form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+    if isinstance(form.get("blocks"), str):
+        form["blocks"] = json.loads(form["blocks"])
+    return form
