@@ -29,6 +29,7 @@ from detector.errors import SpendwatchError
 from detector.events import Decoder, Reject
 from detector.inputs import LineSource, open_events
 from detector.notify import SlackNotifier
+from detector.rules import check_paths, format_error
 from detector.pricing import PriceTable
 from detector.replay import ReplaySummary, replay_lines
 from detector.report import alert_line, print_summary, spend_table
@@ -338,3 +339,30 @@ def demo(out_dir: Path, days: int, prices: Path | None) -> None:
     print_summary(console, summary, time.perf_counter() - started)
     console.print(spend_table(summary))
     console.print(f"anomaly records: {anomalies_path}; ground truth: {out_dir / 'truth.json'}", markup=False)
+
+
+@main.group()
+def rules() -> None:
+    """Team rule files: check them before they reach the detector."""
+
+
+@rules.command("check")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+def rules_check(paths: tuple[Path, ...]) -> None:
+    """Validate rule files (PATHS: files or directories; default SPENDWATCH_RULES_DIR or ./rules).
+
+    Every problem is reported at once, one per line, as
+    path:line:col: group "g", rule "Name": what is wrong (what was expected).
+    Exits 1 if there is any.
+    """
+    targets = list(paths) or [_settings().rules_dir or Path("rules")]
+    missing = [p for p in targets if not p.exists()]
+    if missing:
+        raise click.UsageError(f"no rules at {missing[0]}: name a file or directory, or set SPENDWATCH_RULES_DIR")
+    errors = check_paths(targets)
+    for error in errors:
+        click.echo(format_error(error))
+    if errors:
+        click.echo(f"{len(errors)} problem{'s' if len(errors) != 1 else ''} found", err=True)
+        sys.exit(1)
+    click.echo(f"ok: {', '.join(str(p) for p in targets)}")

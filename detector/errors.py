@@ -6,7 +6,8 @@ so a caller can report it without parsing the message::
 
     SpendwatchError
     ├── ConfigError          a setting or file given at start-up is unusable
-    │   └── PriceTableError  a price file cannot be read or has a bad entry
+    │   ├── PriceTableError  a price file cannot be read or has a bad entry
+    │   └── RuleLoadError    rule files with errors (detector.rules.loader), all listed
     └── InputError           an input file or stream cannot be opened at all
 """
 

@@ -145,3 +145,26 @@ def test_replay_with_a_slack_token_posts_the_alert_and_its_resolution_in_a_threa
         assert len(slack.top_level()) == 1
     finally:
         slack.stop()
+
+
+def test_rules_check_passes_the_shipped_rules_and_lists_every_problem_of_a_bad_file(tmp_path):
+    repo_rules = Path(__file__).resolve().parents[1] / "rules"
+    ok = run("rules", "check", str(repo_rules))
+    assert ok.exit_code == 0, ok.output
+    bad = tmp_path / "team.yaml"
+    bad.write_text(
+        "groups:\n  - name: g\n    rules:\n      - alert: X\n        id: a.b\n"
+        "        expr: {metric: input_token_per_request, anomaly: {model: level_shift, ratio_above: 2}}\n"
+        "        for: 5x\n"
+    )
+    result = CliRunner().invoke(main, ["rules", "check", str(bad)])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.startswith(str(bad))]
+    assert lines == [
+        f'{bad}:6:24: group "g", rule "X": expr.metric: unknown metric "input_token_per_request" (expected one of '
+        "input_tokens_per_request, output_tokens_per_request, cost_per_request, request_rate, spend_rate, tier_mix, "
+        "retry_rate, error_rate, cache_hit_rate, gpu_utilization, or usage:<name>); "
+        'did you mean "input_tokens_per_request"?',
+        f'{bad}:7:14: group "g", rule "X": for: not a duration: "5x" (expected a Prometheus duration like 30s, 5m, '
+        "1h30m or 7d)",
+    ]
