@@ -31,7 +31,7 @@ from detector.engine import Engine
 from detector.events import Decoder
 from detector.inputs import open_events
 from detector.pricing import PriceTable
-from detector.replay import replay_lines
+from detector.replay import replay_lines, tune_gc_for_streaming
 from detector.simulate import parse_incident, simulate, write_simulation
 from detector.simulate.timeline import DEFAULT_START
 
@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of each measurement")
     parser.add_argument("--keep", type=Path, help="keep the generated file here")
     args = parser.parse_args()
+    tune_gc_for_streaming()  # as `spendwatch replay` does
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, as the target says
 

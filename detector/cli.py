@@ -31,7 +31,7 @@ from detector.inputs import LineSource, open_events
 from detector.notify import SlackNotifier
 from detector.rules import check_paths, format_error
 from detector.pricing import PriceTable
-from detector.replay import ReplaySummary, replay_lines
+from detector.replay import ReplaySummary, replay_lines, tune_gc_for_streaming
 from detector.report import alert_line, print_summary, spend_table
 from detector.simulate import DEFAULT_START, Simulation, parse_incident, write_simulation
 from detector.simulate import simulate as simulate_traffic
@@ -100,6 +100,7 @@ def replay(events: str, out: Path | None, deadletter: Path | None, prices: Path 
     engine = Engine(_prices(settings), settings)
     decoder = Decoder(settings)
     notifier = _notifier(settings)
+    tune_gc_for_streaming()
     if deadletter is None:
         deadletter = out.with_name(out.name + ".deadletter.jsonl") if out else Path("spendwatch-deadletter.jsonl")
     console = Console(soft_wrap=True)
@@ -317,6 +318,7 @@ def demo(out_dir: Path, days: int, prices: Path | None) -> None:
         markup=False,
     )
     engine = Engine(_prices(settings), settings)
+    tune_gc_for_streaming()
     started = time.perf_counter()
     with _sinks(anomalies_path, out_dir / "deadletter.jsonl") as (write_anomaly, write_reject):
 

@@ -200,19 +200,12 @@ class Decoder:
         self, lines: Iterable[bytes | str], first_line: int = 1
     ) -> tuple[list[Event], list[Reject]]:
         """Decode JSON lines; blank lines are skipped, every other line is an event or a reject."""
-        events: list[Event] = []
+        batch = lines if type(lines) is list else list(lines)
         rejects: list[Reject] = []
-        append = events.append
-        fast: Callable[[bytes | str], Event | None] = self._fast.from_text if self._fast else _never
-        for number, line in enumerate(lines, first_line):
-            event = fast(line)
-            if event is None:
-                event = self._decode_slowly(line, number, rejects)
-                if event is None:
-                    continue
-            if type(event) is LlmRequest and event.request_id is not None and self._seen_before(event):
-                continue
-            append(event)
+        decoded = self._fast.decode_lines(batch) if self._fast else [None] * len(batch)
+        events = self._settle(
+            decoded, first_line, lambda index, number: self._decode_slowly(batch[index], number, rejects)
+        )
         return events, rejects
 
     def decode_payload(self, payload: bytes, first_line: int = 1) -> tuple[list[Event], list[Reject]]:
@@ -241,20 +234,44 @@ class Decoder:
         ``raw``, when given, holds each value's original text for rejects;
         otherwise rejects carry the value re-encoded as JSON.
         """
-        events: list[Event] = []
+        values = list(objects)
+        texts = list(raw) if raw is not None else []
         rejects: list[Reject] = []
-        texts = iter(raw) if raw is not None else None
-        for number, obj in enumerate(objects, first_line):
-            text = next(texts, None) if texts is not None else None
-            event = self._fast.from_object(obj) if self._fast else None
+
+        def judge(index: int, number: int) -> Event | None:
+            text = texts[index] if index < len(texts) else None
+            return self._check(values[index], number, text if text is not None else _as_json(values[index]), rejects)
+
+        decoded = [self._fast.from_object(obj) for obj in values] if self._fast else [None] * len(values)
+        return self._settle(decoded, first_line, judge), rejects
+
+    def _settle(
+        self, decoded: list[Event | None], first_line: int, judge: Callable[[int, int], Event | None]
+    ) -> list[Event]:
+        """The events in input order: ``judge(index, number)`` where the fast path gave None, duplicates dropped.
+
+        One loop for both steps, with the duplicate check written out rather
+        than called, because it runs once per event of every batch.
+        """
+        events: list[Event] = []
+        append = events.append
+        seen, order, remember = self._seen, self._seen_order, self._remember
+        for number, event in enumerate(decoded, first_line):
             if event is None:
-                event = self._check(obj, number, text if text is not None else _as_json(obj), rejects)
+                event = judge(number - first_line, number)
                 if event is None:
                     continue
-            if type(event) is LlmRequest and event.request_id is not None and self._seen_before(event):
-                continue
-            events.append(event)
-        return events, rejects
+            if type(event) is LlmRequest and (rid := event.request_id) is not None:
+                key: str | tuple[str, int] = rid if event.attempt == 1 else (rid, event.attempt)
+                if key in seen:
+                    self.duplicates += 1
+                    continue
+                seen.add(key)
+                order.append(key)
+                if len(order) > remember:
+                    seen.discard(order.popleft())
+            append(event)
+        return events
 
     def _decode_slowly(self, line: bytes | str, number: int, rejects: list[Reject]) -> Event | None:
         try:
@@ -279,28 +296,10 @@ class Decoder:
             rejects.append(self._reject(number, raw, "internal_error", reason))
         return None
 
-    def _seen_before(self, event: LlmRequest) -> bool:
-        """Remember the event's id; True (and counted) if it was seen already. O(1)."""
-        rid: str = event.request_id  # type: ignore[assignment]
-        key: str | tuple[str, int] = rid if event.attempt == 1 else (rid, event.attempt)
-        if key in self._seen:
-            self.duplicates += 1
-            return True
-        self._seen.add(key)
-        self._seen_order.append(key)
-        if len(self._seen_order) > self._remember:
-            self._seen.discard(self._seen_order.popleft())
-        return False
-
     def _reject(self, number: int, raw: bytes | str, code: str, reason: str) -> Reject:
         self.rejects_by_code[code] += 1
         text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8", "replace")
         return Reject(number, text.rstrip("\r\n")[:RAW_KEPT_CHARS], code, reason)
-
-
-def _never(line: bytes | str) -> None:
-    """The fast path when it is switched off: every line goes to the contract."""
-    return None
 
 
 def _is_blank(line: bytes | str | bytearray | memoryview) -> bool:

@@ -7,6 +7,7 @@ and counts what happened, so the same loop is testable without a terminal.
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -17,6 +18,23 @@ from detector.events import Decoder, Reject
 from detector.ledger import SpendLedger
 
 CHUNK_LINES = 8192
+GC_GEN0_THRESHOLD = 50_000
+
+
+def tune_gc_for_streaming() -> None:
+    """Make the garbage collector cheap for a long pass over events.
+
+    Every decoded event is a new container object, so at the default
+    threshold (700) the collector runs every few hundred events and walks
+    everything young; events die within their chunk, so those runs find
+    nothing. Freezing what start-up built and collecting the young
+    generation every 50,000 allocations instead costs a few MB and buys
+    about 10 % of replay throughput. Process-wide, so only commands that
+    stream (replay, demo, the worker) call it.
+    """
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
 @dataclass

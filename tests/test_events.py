@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -11,10 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detector import event_schema
+from detector import event_fast, event_schema
 from detector.config import Settings
+from detector.event_fast import TYPE_WITHIN, FastPath
 from detector.event_rules import parse_ts
-from detector.events import RAW_KEPT_CHARS, REJECT_CODES, Decoder, GpuSample, LlmRequest, UsageSample
+from detector.events import RAW_KEPT_CHARS, REJECT_CODES, Decoder, GpuSample, InvalidEvent, LlmRequest, UsageSample
 
 SETTINGS = Settings()
 TS = "2026-11-16T14:05:00.123Z"
@@ -437,3 +439,122 @@ def test_fast_path_and_contract_give_the_same_event_or_the_same_reject(obj: dict
     assert outcome(*Decoder(SETTINGS).decode_objects([parsed])) == outcome(
         *Decoder(SETTINGS, fast=False).decode_objects([parsed])
     )
+
+
+# --- the batch loop: every verdict, in order, exactly as the contract gives it ----------------------
+
+FORGETFUL = Settings(dedupe_ids=2)  # evicts within a batch, so eviction order is compared too
+TS_FORMS = ["%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S+00:00", "%Y-%m-%dT%H:%M:%S.%f-05:30",
+            "%Y-%m-%d %H:%M:%SZ", "%Y-%m-%dt%H:%M:%S.%fz", "%Y-%m-%dT%H:%M:%S"]  # fmt: skip
+
+
+@st.composite
+def ts_texts(draw: st.DrawFn) -> str:
+    """Timestamp text near and in every form parse_ts knows, some of it broken by one character."""
+    moment = draw(st.datetimes(min_value=datetime(1999, 12, 31, 12), max_value=datetime(2100, 1, 1, 12)))
+    text = moment.strftime(draw(st.sampled_from(TS_FORMS)))
+    if "." in text and draw(st.booleans()):  # 1 to 9 fraction digits, not only 6
+        head, _, tail = text.partition(".")
+        digits = "".join(c for c in tail if c.isdigit()) + "123"
+        text = head + "." + digits[: draw(st.integers(1, 9))] + tail.lstrip("0123456789")
+    if draw(st.booleans()):
+        at = draw(st.integers(0, len(text) - 1))
+        text = text[:at] + draw(st.sampled_from(["0", "9", "6", "٣", "x", ":", ".", " ", ""])) + text[at + 1 :]
+    return text
+
+
+TS_VALUES = ts_texts() | st.integers(-(10**16), 10**16) | st.floats(9e8, 4.2e12)
+
+
+@hypothesis_settings
+@given(st.lists(TS_VALUES, min_size=1, max_size=3))
+def test_the_fast_path_reads_time_exactly_as_parse_ts(values: list[object]) -> None:
+    # Repeats side by side and apart, and integers next to the equal float: the loop reads a
+    # time once per run of equal ones.
+    equal_floats = [float(v) for v in values if type(v) is int and abs(v) < 2**53]
+    sequence = [*values, *values, *equal_floats, values[0]]
+    events = FastPath(SETTINGS).decode_lines([line({**LLM, "ts": value}) for value in sequence])
+    for value, event in zip(sequence, events, strict=True):
+        try:
+            expected = parse_ts(value)
+        except InvalidEvent:
+            assert event is None
+        else:
+            assert isinstance(event, LlmRequest) and type(event.ts) is float and event.ts == expected
+
+
+def late_type(obj: dict[str, Any]) -> dict[str, Any]:
+    """The same event with its "type" key written last, past where the fast path looks for it first."""
+    return {**without(obj, "type"), "padding": "x" * TYPE_WITHIN, "type": obj["type"]}
+
+
+@st.composite
+def mixed_lines(draw: st.DrawFn) -> list[bytes | str]:
+    """A batch as producers send it: plain events of each kind, near misses, blanks, junk, repeated ids."""
+    lines: list[bytes | str] = []
+    for _ in range(draw(st.integers(0, 24))):
+        kind = draw(st.sampled_from(["llm", "llm", "llm", "gpu", "usage", "near", "blank", "junk"]))
+        if kind == "llm":
+            obj: dict[str, Any] = {**LLM, "ts": draw(ts_texts()), "attempt": draw(st.integers(1, 2)),
+                                   "request_id": draw(st.sampled_from(["a", "b", "c", "d", None]))}  # fmt: skip
+        elif kind in ("gpu", "usage"):
+            obj = dict(GPU if kind == "gpu" else USAGE)
+            obj = late_type(obj) if draw(st.booleans()) else obj
+        elif kind == "near":
+            obj = draw(near_valid())
+        if kind == "blank":
+            raw: bytes | str = draw(st.sampled_from([b"", b"  \n", "\r\n", b"\t"]))
+        elif kind == "junk":
+            raw = draw(st.binary(max_size=40) | st.sampled_from([b"{oops", b"[1]", b"null", b'{"type": 1}']))
+        else:
+            raw = line(obj) + draw(st.sampled_from([b"", b"\n", b"\r\n"]))
+            raw = raw.decode() if draw(st.integers(0, 9)) == 0 else raw
+        lines.append(raw)
+    return lines
+
+
+def decode_in_two_batches(lines: list[bytes | str], settings: Settings, fast: bool, split: int) -> tuple[Any, ...]:
+    decoder = Decoder(settings, fast=fast)
+    first, first_rejects = decoder.decode_lines(lines[:split], first_line=7)
+    second, second_rejects = decoder.decode_lines(iter(lines[split:]), first_line=7 + split)  # any iterable
+    events = [typed(e) for e in first + second]
+    return events, first_rejects + second_rejects, decoder.duplicates, decoder.rejects_by_code
+
+
+@few_hypothesis_settings
+@given(mixed_lines(), st.sampled_from([SETTINGS, FORGETFUL]), st.integers(0, 24))
+def test_batches_decode_exactly_as_the_contract_decodes_them(
+    lines: list[bytes | str], settings: Settings, split: int
+) -> None:
+    assert decode_in_two_batches(lines, settings, True, split) == decode_in_two_batches(lines, settings, False, split)
+
+
+def test_a_type_key_far_into_the_line_still_takes_the_fast_path() -> None:
+    raw = line(late_type(GPU))
+    assert raw.find(b'"type"') > TYPE_WITHIN
+    [event] = FastPath(SETTINGS).decode_lines([raw])
+    assert typed(event) == typed(decode_one(GPU, fast=False))
+
+
+def test_a_type_value_early_in_an_llm_request_still_takes_the_fast_path() -> None:
+    obj = {"ts": TS, "feature": "type", **without(LLM, "ts", "feature")}
+    [event] = FastPath(SETTINGS).decode_lines([line(obj)])
+    assert typed(event) == typed(decode_one(obj, fast=False))
+
+
+def test_the_fast_path_sets_every_field_of_the_dataclass_it_does_not_construct() -> None:
+    # The fast path fills LlmRequest's slots instead of calling __init__: the same object only
+    # while LlmRequest has no __post_init__ and every field is set (astuple reads each one).
+    assert not hasattr(LlmRequest, "__post_init__")
+    obj = {**LLM, "tier": "t", "product": "p", "cost_center": "cc", "cohort": "c", "tags": {"k": "v"}, "cost_usd": 1}
+    [event] = FastPath(SETTINGS).decode_lines([line(obj)])
+    assert typed(event) == typed(decode_one(obj, fast=False))
+
+
+def test_a_failure_inside_the_fast_loop_leaves_the_line_to_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(plain: object, ts: float) -> LlmRequest:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(event_fast, "_llm_request", broken)
+    events, rejects = Decoder(SETTINGS).decode_lines([line(LLM)])
+    assert rejects == [] and [typed(e) for e in events] == [typed(decode_one(LLM, fast=False))]
