@@ -35,8 +35,9 @@ from dataclasses import dataclass
 from typing import Any
 
 LEARNING, WATCHING, SHIFTED = "learning", "watching", "shifted"
-STATE_VERSION = 2
-TAU2_FLOOR = 0.05**2  # minute-to-minute wandering assumed even when none is seen
+STATE_VERSION = 3
+TAU2_FLOOR = 0.05**2
+_log1p = math.log1p  # minute-to-minute wandering assumed even when none is seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +79,7 @@ class LogLevelShift:
     __slots__ = (
         "warmup", "warmup_minutes", "delta", "h", "clip", "alpha", "min_ratio", "min_run",
         "phase", "n", "minutes", "mean", "var", "tau2", "zz", "zlag", "z_prev", "prev_minute",
-        "minute", "m_first", "m_n", "m_sum", "m_raw",
+        "lim", "minute", "m_first", "m_n", "m_sum", "m_sq", "m_raw",
         "s_up", "s_dn", "up", "dn",
         "shift_dir", "shift_onset", "shift_n", "shift_mean", "s_back", "shifted_at",
     )
@@ -105,7 +106,8 @@ class LogLevelShift:
         self.tau2 = TAU2_FLOOR
         # Persistence of the wandering: minute z-scores' lag-1 products and squares (EW).
         self.zz, self.zlag, self.z_prev, self.prev_minute = 1.0, 0.0, 0.0, -2
-        self.minute, self.m_first, self.m_n, self.m_sum, self.m_raw = -1, 0.0, 0, 0.0, 0.0
+        self.lim = 0.0  # winsorising bound, clip × sd, fixed within a minute
+        self.minute, self.m_first, self.m_n, self.m_sum, self.m_sq, self.m_raw = -1, 0.0, 0, 0.0, 0.0, 0.0
         self.s_up = self.s_dn = 0.0
         self.up: list[float] = []  # the CUSUM runs: (first ts, requests, sum of logs, minutes) per minute
         self.dn: list[float] = []
@@ -114,28 +116,28 @@ class LogLevelShift:
 
     # -- the one command ---------------------------------------------------
     def update(self, value: float, ts: float) -> None:
-        """Learn from one observation (raw units, ≥ 0) at event time ``ts``."""
-        x = math.log1p(value)
+        """Learn from one observation (raw units, ≥ 0) at event time ``ts``.
+
+        Per request only the minute's sums grow; the baseline learns and the
+        evidence is weighed when the minute closes.
+        """
+        x = _log1p(value)
         minute = int(ts // 60)
         if minute != self.minute:
             if self.m_n:
                 self._close_minute(ts)
-            self.minute, self.m_first, self.m_n, self.m_sum, self.m_raw = minute, ts, 0, 0.0, 0.0
+            self.minute, self.m_first, self.m_n, self.m_sum, self.m_sq, self.m_raw = minute, ts, 0, 0.0, 0.0, 0.0
         self.n += 1
         if self.phase == LEARNING:
             self._learn(x)
             return
-        sd = math.sqrt(self.var)
         r = x - self.mean
-        lim = self.clip * sd
+        lim = self.lim
         rc = lim if r > lim else (-lim if r < -lim else r)
         self.m_n += 1
         self.m_sum += rc
+        self.m_sq += rc * rc
         self.m_raw += x
-        if self.phase == WATCHING and self.s_up < self.h / 2 and self.s_dn < self.h / 2:
-            a = self.alpha
-            self.mean += a * rc
-            self.var += a * (rc * rc - self.var)
 
     def _learn(self, x: float) -> None:
         delta = x - self.mean
@@ -165,6 +167,10 @@ class LogLevelShift:
             excess = dev * dev - self.var / n
             self.tau2 = max(TAU2_FLOOR, self.tau2 + 0.01 * (excess - self.tau2))
             self._learn_persistence(dev / math.sqrt(self.var / n + self.tau2), 0.02)
+            a = 1.0 - (1.0 - self.alpha) ** n  # n requests' worth of exponential forgetting
+            self.mean += a * dev
+            self.var += a * (self.m_sq / n - self.var)
+            self.lim = self.clip * math.sqrt(self.var)
         if self.s_up >= self.h and sum(self.up[1::4]) >= self.min_run:
             self._maybe_shift(+1, self.up, ts)
         elif self.s_dn >= self.h and sum(self.dn[1::4]) >= self.min_run:
@@ -181,6 +187,7 @@ class LogLevelShift:
             self._learn_persistence(dev / math.sqrt(var / self.m_n + self.tau2), 1 / self.minutes)
         if self.n >= self.warmup and self.minutes >= self.warmup_minutes:
             self.var = max(var, 1e-4)
+            self.lim = self.clip * math.sqrt(self.var)
             self.phase = WATCHING
 
     def _onset(self, direction: int, run: list[float]) -> tuple[float, int, float, float]:
