@@ -1,27 +1,17 @@
 """Series identities: which labels make a series, and how they are written.
 
 A series is a metric over one combination of labels. The key is a plain
-tuple (fast to hash on the hot path); the labels dict is built only when a
+tuple in the order of LLM_SERIES_LABELS, (team, feature, model), which the
+engine builds inline on its hot path; the labels dict is built only when a
 record needs it. Absent labels are left out of the dict, not written as
 "None", so routing and matchers see only what the producer sent.
 """
 
 from __future__ import annotations
 
-from detector.events import LlmRequest
-
 LLM_SERIES_LABELS: tuple[str, ...] = ("team", "feature", "model")
 
 SeriesKey = tuple[str | None, ...]
-
-
-def llm_series_key(ev: LlmRequest) -> SeriesKey:
-    """The finest series an LLM request belongs to: (team, feature, model).
-
-    >>> llm_series_key(LlmRequest(ts=0, model="gpt-4o", input_tokens=1, output_tokens=1, team="search"))
-    ('search', None, 'gpt-4o')
-    """
-    return (ev.team, ev.feature, ev.model)
 
 
 def labels_of(key: SeriesKey, names: tuple[str, ...] = LLM_SERIES_LABELS) -> dict[str, str]:

@@ -16,9 +16,9 @@ from detector.simulate.writer import write_simulation
 
 __all__ = [
     "DEFAULT_START",
-    "INCIDENT_KINDS",
     "Feature",
     "GpuNode",
+    "INCIDENT_KINDS",
     "Incident",
     "Simulation",
     "UsageLine",

@@ -59,7 +59,7 @@ class Effects:
     def window(self, kind: str) -> np.ndarray:
         """Requests inside any window of ``kind``."""
         inside = np.zeros(len(self._ts), dtype=bool)
-        for inc, mask in self._of(kind):
+        for _, mask in self._of(kind):
             inside |= mask
         return inside
 

@@ -17,7 +17,7 @@ import numpy as np
 from detector.simulate.incidents import Incident
 from detector.simulate.seasonality import diurnal
 from detector.simulate.timeline import Timeline
-from detector.simulate.world import GpuNode, UsageLine, World, rng_for, tag_of
+from detector.simulate.world import GpuNode, World, rng_for, tag_of
 
 IDLE_FLOOR = 0.05  # utilisation of a serving node with no requests (health checks, batching loop)
 HEADROOM = 1.3  # nodes are provisioned for this multiple of their peak load
@@ -135,6 +135,7 @@ def usage_samples(world: World, timeline: Timeline, seed: int) -> UsageSamples:
     """One bill per line per ``every_hours``, at the start of the billed period.
 
     >>> from detector.simulate.timeline import DEFAULT_START
+    >>> from detector.simulate.world import UsageLine
     >>> line = UsageLine("vector_db_usd", "embedding", "search", level=3.2)
     >>> bills = usage_samples(World((), (), (line,)), Timeline(DEFAULT_START, 2), 7)
     >>> len(bills.ts_ms), bool(2.0 < bills.value.mean() < 5.0)
