@@ -160,3 +160,16 @@ def test_state_of_another_version_is_refused():
     state["v"] = 99
     with pytest.raises(ValueError, match="version 99"):
         LogLevelShift.from_state(state)
+
+
+def test_a_modest_sustained_shift_waits_for_evidence_instead_of_being_absorbed():
+    """×1.5 on a slow series: too early to tell at first, an alert once enough requests agree."""
+    model = LogLevelShift()
+    feed = Feed(model, per_minute=3, seed=14)
+    feed.lognormal(3 * 600, 2000, 0.6)
+    baseline = model.baseline_median
+    phases = feed.lognormal(3 * 240, 3000, 0.6)
+    assert SHIFTED in phases
+    assert phases[phases.index(SHIFTED):] == [SHIFTED] * (len(phases) - phases.index(SHIFTED))  # held, no flapping
+    assert model.shift().ratio == pytest.approx(1.5, rel=0.15)
+    assert model.baseline_median == pytest.approx(baseline, rel=0.05)  # not crept up meanwhile

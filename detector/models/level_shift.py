@@ -37,7 +37,8 @@ from typing import Any
 LEARNING, WATCHING, SHIFTED = "learning", "watching", "shifted"
 STATE_VERSION = 3
 TAU2_FLOOR = 0.05**2
-_log1p = math.log1p  # minute-to-minute wandering assumed even when none is seen
+_log1p = math.log1p
+SHIFT_MEMORY = 500  # requests that the level of an ongoing shift is averaged over  # minute-to-minute wandering assumed even when none is seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,22 +229,31 @@ class LogLevelShift:
         onset, n, total, minutes = self._onset(direction, run)
         effect = total / n - self.mean
         # The run that crossed the threshold overstates the effect (the test
-        # stopped when evidence peaked), so judge its size by a lower bound.
+        # stopped when evidence peaked), so judge its size by a confidence band.
         margin = 2.0 * math.sqrt(self.var / n + self.tau2 * self.persistence() / max(minutes, 1.0))
-        if abs(effect) - margin >= math.log(self.min_ratio):
+        size, worth = direction * effect, math.log(self.min_ratio)
+        if size - margin >= worth:
             self.phase = SHIFTED
             self.shift_dir, self.shift_onset, self.shift_n = direction, onset, n
             self.shift_mean, self.s_back, self.shifted_at = self.mean + effect, 0.0, ts
-        else:
-            # Significant but too small to matter: let the baseline absorb it.
-            self.mean += math.copysign(max(abs(effect) - margin, 0.0), effect)
+        elif size + margin < worth:
+            # Real but surely too small to matter: the baseline takes it.
+            self.mean += effect
             self._reset_cusum()
+        elif direction > 0:
+            # Too early to tell whether it matters: hold at the threshold and
+            # judge again next minute, with more requests behind the estimate.
+            self.s_up = self.h
+        else:
+            self.s_dn = self.h
 
     def _track_shift(self, level: float, v: float) -> None:
         """Follow the shifted level; return to watching once the evidence says it is gone."""
         n = self.m_n
         self.shift_n += n
-        self.shift_mean += max(n / self.shift_n, 0.05) * (level - self.shift_mean)
+        # A running mean at first, then an exponential one over the last
+        # ~SHIFT_MEMORY requests: steady at low rates, quick at high ones.
+        self.shift_mean += min(n / min(self.shift_n, SHIFT_MEMORY), 1.0) * (level - self.shift_mean)
         back = self.mean - self.shift_mean  # the move that would undo the shift
         if abs(back) < math.log(self.min_ratio) / 2:
             self._end_shift()
