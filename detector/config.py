@@ -52,7 +52,7 @@ class Settings(BaseSettings):
         200, ge=10, description="requests a series must have before it can alert (new series are not anomalies)"
     )
     shift_threshold: float = Field(
-        12.0, gt=0, description="CUSUM alarm threshold, in clipped standard deviations"
+        14.0, gt=0, description="alarm threshold of the sequential test (log-likelihood ratio; higher: fewer, later alerts)"
     )
     min_ratio: float = Field(
         1.3, gt=1, description="smallest change (observed/baseline) worth an alert, up or down"

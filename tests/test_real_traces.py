@@ -24,12 +24,12 @@ def test_a_clean_real_trace_raises_no_firing_record(real_traces, trace):
 
 
 def test_a_doubling_injected_into_a_real_trace_is_caught(real_traces):
-    """The same real trace with every prompt doubled from minute 45 on."""
+    """The same real trace with every prompt doubled from 18:50 (just after warm-up) on."""
     import orjson
 
     lines = real_traces["azure-conv"]
     rows = [orjson.loads(line) for line in lines]
-    onset = rows[0]["ts"][:11] + "19:00:00"
+    onset = rows[0]["ts"][:11] + "18:50:00"
     for row in rows:
         if row["ts"] >= onset:
             row["input_tokens"] *= 2
@@ -39,5 +39,5 @@ def test_a_doubling_injected_into_a_real_trace_is_caught(real_traces):
     firing = [r for r in records if r.status == "firing"]
     assert len(firing) == 1
     assert firing[0].labels == {"team": "azure", "feature": "conv", "model": "gpt-4o"}
-    assert "19:00:00Z" <= firing[0].detected_at[11:] <= "19:14:00Z"
+    assert "18:50:00Z" <= firing[0].detected_at[11:] <= "19:14:00Z"
     assert firing[0].ratio == pytest.approx(2.0, rel=0.25)

@@ -38,7 +38,9 @@ LEARNING, WATCHING, SHIFTED = "learning", "watching", "shifted"
 STATE_VERSION = 3
 TAU2_FLOOR = 0.05**2
 _log1p = math.log1p
-SHIFT_MEMORY = 500  # requests that the level of an ongoing shift is averaged over  # minute-to-minute wandering assumed even when none is seen
+SHIFT_MEMORY = 500  # requests that the level of an ongoing shift is averaged over
+HALF_LIFE_MINUTES = 24 * 60  # the baseline forgets by event time too, so slow series follow slow drift
+HOLD_S = 3600.0  # longest an undecided shift waits at the threshold for more evidence  # minute-to-minute wandering assumed even when none is seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +82,8 @@ class LogLevelShift:
     __slots__ = (
         "warmup", "warmup_minutes", "delta", "h", "clip", "alpha", "min_ratio", "min_run",
         "phase", "n", "minutes", "mean", "var", "tau2", "zz", "zlag", "z_prev", "prev_minute",
-        "lim", "minute", "m_first", "m_n", "m_sum", "m_sq", "m_raw",
-        "s_up", "s_dn", "up", "dn",
+        "lim", "last_close", "minute", "m_first", "m_n", "m_sum", "m_sq", "m_raw",
+        "s_up", "s_dn", "up", "dn", "held_since",
         "shift_dir", "shift_onset", "shift_n", "shift_mean", "s_back", "shifted_at",
     )
 
@@ -108,10 +110,12 @@ class LogLevelShift:
         # Persistence of the wandering: minute z-scores' lag-1 products and squares (EW).
         self.zz, self.zlag, self.z_prev, self.prev_minute = 1.0, 0.0, 0.0, -2
         self.lim = 0.0  # winsorising bound, clip × sd, fixed within a minute
+        self.last_close = 0  # the minute last closed, for forgetting by event time
         self.minute, self.m_first, self.m_n, self.m_sum, self.m_sq, self.m_raw = -1, 0.0, 0, 0.0, 0.0, 0.0
         self.s_up = self.s_dn = 0.0
         self.up: list[float] = []  # the CUSUM runs: (first ts, requests, sum of logs, minutes) per minute
         self.dn: list[float] = []
+        self.held_since = 0.0  # event time an undecided shift started waiting at the threshold
         self.shift_dir, self.shift_onset, self.shift_n = 0, 0.0, 0
         self.shift_mean, self.s_back, self.shifted_at = 0.0, 0.0, 0.0
 
@@ -164,14 +168,22 @@ class LogLevelShift:
         self.s_dn = max(0.0, self.s_dn + d / v * (-dev - d / 2))
         _extend(self.up, self.s_up, self.m_first, n, self.m_raw)
         _extend(self.dn, self.s_dn, self.m_first, n, self.m_raw)
-        if self.s_up < self.h / 2 and self.s_dn < self.h / 2:
+        calm = self.s_up < self.h / 2 and self.s_dn < self.h / 2
+        if calm:
             excess = dev * dev - self.var / n
             self.tau2 = max(TAU2_FLOOR, self.tau2 + 0.01 * (excess - self.tau2))
             self._learn_persistence(dev / math.sqrt(self.var / n + self.tau2), 0.02)
-            a = 1.0 - (1.0 - self.alpha) ** n  # n requests' worth of exponential forgetting
-            self.mean += a * dev
-            self.var += a * (self.m_sq / n - self.var)
-            self.lim = self.clip * math.sqrt(self.var)
+        # Forget n requests' worth, or the time since the last minute if that
+        # is more (half-lives: `half_life` requests, a day); ten times slower while a
+        # shift is suspected, so the baseline neither swallows an incident nor
+        # stays frozen for hours on a slow series whose evidence dawdles.
+        gap = self.minute - self.last_close if self.last_close else 1
+        self.last_close = self.minute
+        keep = min((1.0 - self.alpha) ** n, 0.5 ** (gap / HALF_LIFE_MINUTES))
+        a = (1.0 - keep) * (1.0 if calm else 0.1)
+        self.mean += a * dev
+        self.var += a * (self.m_sq / n - self.var)
+        self.lim = self.clip * math.sqrt(self.var)
         if self.s_up >= self.h and sum(self.up[1::4]) >= self.min_run:
             self._maybe_shift(+1, self.up, ts)
         elif self.s_dn >= self.h and sum(self.dn[1::4]) >= self.min_run:
@@ -240,12 +252,18 @@ class LogLevelShift:
             # Real but surely too small to matter: the baseline takes it.
             self.mean += effect
             self._reset_cusum()
-        elif direction > 0:
+        elif not self.held_since or ts - self.held_since < HOLD_S:
             # Too early to tell whether it matters: hold at the threshold and
             # judge again next minute, with more requests behind the estimate.
-            self.s_up = self.h
+            self.held_since = self.held_since or ts
+            if direction > 0:
+                self.s_up = self.h
+            else:
+                self.s_dn = self.h
         else:
-            self.s_dn = self.h
+            # Still undecided after an hour: start over, and let the baseline
+            # learn again, rather than test the same run forever.
+            self._reset_cusum()
 
     def _track_shift(self, level: float, v: float) -> None:
         """Follow the shifted level; return to watching once the evidence says it is gone."""
@@ -270,6 +288,7 @@ class LogLevelShift:
     def _reset_cusum(self) -> None:
         self.s_up = self.s_dn = 0.0
         self.up, self.dn = [], []
+        self.held_since = 0.0
 
     def rebaseline(self, ts: float) -> None:
         """Accept the shifted level as the new normal (a change that is here to stay)."""
