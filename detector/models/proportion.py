@@ -10,9 +10,11 @@ a minute.
 Hits are not independent, though: one failing upstream makes several
 requests of the same minute retry, so the share wanders from minute to
 minute more than a binomial allows. The model learns that overdispersion as
-the beta-binomial intra-minute correlation ρ (a minute of n trials is worth
-n / φ independent ones, φ = 1 + (n − 1)ρ) and divides each minute's
-log-likelihood ratio by φ, so a bursty series needs more evidence.
+the beta-binomial intra-minute correlation ρ (a minute of n trials carries
+the variance of n·φ binomial ones, φ = 1 + (n − 1)ρ) and weighs each minute
+by the beta-binomial likelihood at that ρ, under which one lopsided minute
+can only say so much however busy the series: a bursty series needs more
+minutes of evidence.
 
 Baseline share p0 and ρ come from five exponentially weighted sums over
 minutes (hits, trials, hits², hits·trials, trials²): the moment estimator of
@@ -20,13 +22,17 @@ minutes (hits, trials, hits², hits·trials, trials²): the moment estimator of
 river.stats.EWMean/EWVar because the state must be a flat, versioned dict
 and ρ needs cross-moments those do not keep.
 
-The evidence is the binomial log-likelihood ratio of p1 against p0, summed
-per minute by a CUSUM, with p1 = max(p0·ratio_above, p0 + min_delta) upwards
-and min(p0·ratio_below, p0 − min_delta) downwards; near 1 the ratio applies
-to the complement (a share of 0.97 cannot triple, its misses can shrink).
-Crossing ``h`` is an alarm once the effect is material: the share since the
-onset, taken at its confidence bound, differs from p0 by ``min_delta`` and
-by a factor ``min_ratio`` (of the share or of its complement).
+The evidence is the log-likelihood ratio of p1 against p0, summed per minute
+by a CUSUM, with p1 = max(p0·ratio_above, p0 + min_delta) upwards and
+min(p0·ratio_below, p0 − min_delta) downwards, the ratio taken on the odds
+(the same while the share is small; near 1 it shrinks the complement, since
+a share of 0.97 cannot triple). Crossing ``h`` is an alarm once the effect
+is material: the share since the onset, taken at its confidence bound,
+differs from p0 by ``min_delta`` and by a factor ``min_ratio`` (of the share
+or of its complement). With the defaults a storm from 2 % to 40 % at 20
+requests a minute fires after two or three minutes (three or four when
+retries already come in clumps), at 3 a minute after about ten, and a
+series of one request every two minutes stays quiet on a lone retry.
 
 Phases as in :mod:`detector.models.level_shift`: ``learning`` →
 ``watching`` → ``shifted`` (baseline frozen, a reverse test waits for the

@@ -30,16 +30,17 @@ Silent minutes are zeros: a new minute closes the skipped ones (at most
 ``max_gap_minutes``) and ``advance(ts)`` closes them with no event at all.
 
 Bursts of 2–10 minutes at ×2–×4 are normal and look exactly like the start
-of a runaway; only their end tells them apart. So a run whose latest minutes
-sit clearly below its own level is cut back to them (a finished burst leaves
-no evidence), and an alarm needs the excess to have lasted ``min_minutes``
-from its latest plausible onset, to hold in every third of that window and
-in its last two minutes, and to be at least ×``min_ratio`` at its
-confidence bound. The trade-off is one number: tolerating bursts of B
-minutes costs a detection delay of about B + 2 minutes. The default of 12
-tolerates the simulator's 10-minute bursts; on simulated traffic a ×5
-runaway at 3 am (6 requests a minute) and a ×3 surge at noon fire after
-12 minutes, a series of under one request a minute takes 15–45.
+of a runaway; only their end tells them apart. So an alarm needs the excess
+to have lasted ``min_minutes`` from its latest plausible onset, to hold in
+every third of that window and in its last two minutes, and to be at least
+×``min_ratio`` at its confidence bound over the window. Once the window
+falls below ×``min_ratio`` the run ends (a finished burst leaves no
+evidence; a small lasting change is absorbed into the level). The
+trade-off is one number: tolerating bursts of B minutes costs a detection
+delay of about B + 2 minutes. The default of 12 tolerates the simulator's
+10-minute bursts; on simulated traffic a ×5 runaway at 3 am (6 requests a
+minute) and a ×3 surge at noon fire after 12 minutes, while a series of
+under one request a minute at night takes 15–45.
 
 Phases as in :mod:`detector.models.level_shift`: ``learning`` →
 ``watching`` → ``shifted`` (baseline frozen, a reverse test waits for the
@@ -204,22 +205,16 @@ class SeasonalRate:
         if calm and self.phase != SHIFTED:
             self._learn(t, x, v, mu if learns else 0.0, quiet)
 
-    def _step(self, x: float, mu: float, down: bool) -> None:
+    def _judge(self, t: int, x: float, mu: float, tests: int) -> None:
         d = self.dispersion(mu)
         if self.ratio_above is not None:
             self.s_up = max(0.0, self.s_up + _llr(x, mu, self.ratio_above) / d)
-        if self.ratio_below is not None and down:
+        if self.ratio_below is not None and tests == BOTH:
             self.s_dn = max(0.0, self.s_dn + _llr(x, mu, self.ratio_below) / d)
-
-    def _judge(self, t: int, x: float, mu: float, tests: int) -> None:
-        self._step(x, mu, tests == BOTH)
         if self.s_up <= 0 and self.s_dn <= 0:
             self.run.clear()
             return
         self._extend(t, x, mu)
-        for direction, s in ((+1, self.s_up), (-1, self.s_dn)):
-            if s >= self.h / 2:
-                self._trim(direction)
         if self.s_up >= self.h:
             self._maybe_shift(+1, t)
         elif self.s_dn >= self.h:
@@ -294,46 +289,6 @@ class SeasonalRate:
             return None
         best = max(score for score, _ in scored)
         return next(tail for score, tail in scored if score >= best - slack)
-
-    def _trim(self, direction: int) -> None:
-        """When the latest minutes are back on the baseline's side, clearly off the run's level, keep only them.
-
-        "Clearly": by h / 2 nats. "Baseline's side": below the point where
-        the test is indifferent, so a burst on top of a real surge does not
-        cut the surge short.
-        """
-        onset = self._onset(direction)
-        if onset is None:
-            self._recompute(math.inf)
-            return
-        start, x, m, _ = onset
-        design = self.ratio_above if direction > 0 else self.ratio_below
-        assert design is not None
-        r, best, cut = x / m, self.h / 2, None
-        indifferent = (design - 1) / math.log(design)
-        edge = min(r, indifferent) if direction > 0 else max(r, indifferent)
-        for first, xs, ms, minutes in self._tails():
-            if first <= start:
-                break
-            own = xs / ms
-            if direction * (own - edge) < 0:
-                llr = (_llr(xs, ms, own) - _llr(xs, ms, r)) / self.dispersion(ms / minutes)
-                if llr >= best:
-                    best, cut = llr, first
-        if cut is not None:
-            self._recompute(cut)
-
-    def _recompute(self, cut: float) -> None:
-        """Keep the run's minutes from ``cut`` on, and rebuild both CUSUMs over them alone."""
-        run, self.run = self.run, []
-        self.s_up = self.s_dn = 0.0
-        for i in range(0, len(run), 3):
-            if run[i] >= cut:
-                self._step(run[i + 1], run[i + 2], True)
-                if self.s_up > 0 or self.s_dn > 0:
-                    self._extend(int(run[i]), run[i + 1], run[i + 2])
-                else:
-                    self.run.clear()
 
     def _maybe_shift(self, direction: int, t: int) -> None:
         onset = self._onset(direction)
