@@ -45,6 +45,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from detector.models.state import restore_slots, slots_state
+
 LEARNING, WATCHING, SHIFTED = "learning", "watching", "shifted"
 STATE_VERSION = 1
 RUN_MINUTES = 8  # active minutes a run keeps apart; older ones merge into its first entry
@@ -323,20 +325,11 @@ class ProportionShift:
     # -- state ---------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         """Plain, versioned state: safe to keep in a changelog, never pickled."""
-        state: dict[str, Any] = {name: getattr(self, name) for name in self.__slots__}
-        state["run"] = list(self.run)
-        state["v"] = STATE_VERSION
-        return state
+        return slots_state(self, STATE_VERSION)
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> ProportionShift:
-        if state.get("v") != STATE_VERSION:
-            raise ValueError(f"ProportionShift state version {state.get('v')!r}, expected {STATE_VERSION}")
-        model = cls.__new__(cls)
-        for name in cls.__slots__:
-            value = state[name]
-            setattr(model, name, list(value) if isinstance(value, list) else value)
-        return model
+        return restore_slots(cls, state, STATE_VERSION)
 
 
 def overdispersion(sk: float, sn: float, skk: float, skn: float, snn: float) -> float:

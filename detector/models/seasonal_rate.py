@@ -53,6 +53,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from detector.models.state import restore_slots, slots_state
+
 LEARNING, WATCHING, SHIFTED = "learning", "watching", "shifted"
 NO_TEST, UP_ONLY, BOTH = 0, 1, 2  # which tests a minute's expectation may feed
 STATE_VERSION = 1
@@ -465,21 +467,11 @@ class SeasonalRate:
     # -- state ---------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         """Plain, versioned state: safe to keep in a changelog, never pickled."""
-        state: dict[str, Any] = {name: getattr(self, name) for name in self.__slots__}
-        for name in ("prof", "seen", "run"):
-            state[name] = list(state[name])
-        state["v"] = STATE_VERSION
-        return state
+        return slots_state(self, STATE_VERSION)
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> SeasonalRate:
-        if state.get("v") != STATE_VERSION:
-            raise ValueError(f"SeasonalRate state version {state.get('v')!r}, expected {STATE_VERSION}")
-        model = cls.__new__(cls)
-        for name in cls.__slots__:
-            value = state[name]
-            setattr(model, name, list(value) if isinstance(value, list) else value)
-        return model
+        return restore_slots(cls, state, STATE_VERSION)
 
 
 def noise_fit(n1: float, nm: float, nmm: float, ny: float, nym: float) -> tuple[float, float]:
