@@ -37,7 +37,14 @@ def anomaly_id(rule: str, labels: dict[str, str], started_at: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Anomaly:
-    """One anomaly record, exactly the fields of Contract 3."""
+    """One anomaly record: the fields of Contract 3, then two of spendwatch's own.
+
+    ``drivers`` splits the excess dollars per hour of a spend change into its
+    causes (``volume``, ``input_tokens``, ``output_tokens``, ``tier_mix``,
+    ``retries``, ``cache``), so the page says where to look; ``related``
+    names the other metrics and series the same cause moved, which were
+    merged into this record instead of paging on their own.
+    """
 
     id: str
     rule: str
@@ -55,6 +62,8 @@ class Anomaly:
     projected_month_usd: float | None
     summary: str
     runbook: str | None = None
+    drivers: dict[str, float] | None = None
+    related: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,3 +127,15 @@ def where(labels: dict[str, str]) -> str:
     if scope and model:
         return f"{scope} on {model}"
     return scope or model or "all traffic"
+
+
+def duration_words(seconds: float) -> str:
+    """How long something lasted, the way an alert says it.
+
+    >>> duration_words(2520), duration_words(14760)
+    ('42 min', '4h 06m')
+    """
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60}h {minutes % 60:02d}m"

@@ -10,30 +10,44 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import click
 import orjson
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
-from detector.anomaly import Anomaly
+from detector.alerts import print_messages
+from detector.alerts.cli import silence
 from detector.config import Settings
-from detector.engine import Engine
+from detector.detection_run import DetectionRun
+from detector.digest import week_of, write_digest
+from detector.digest.cli import digest as digest_command
 from detector.errors import SpendwatchError
-from detector.events import Decoder, Reject
+from detector.export.cli import export as export_group
+from detector.history import HistoryStore, HistoryWriter
+from detector.history.cli import history as history_group
 from detector.inputs import LineSource, open_events
-from detector.notify import SlackNotifier
-from detector.rules import check_paths, format_error
 from detector.pricing import PriceTable
-from detector.replay import ReplaySummary, replay_lines, tune_gc_for_streaming
-from detector.report import alert_line, print_summary, spend_table
-from detector.simulate import DEFAULT_START, Simulation, parse_incident, write_simulation
+from detector.replay import ReplaySummary
+from detector.report import print_summary, spend_table
+from detector.rules.cli import rules as rules_group
+from detector.simulate import (
+    DEFAULT_START,
+    Simulation,
+    parse_incident,
+    write_simulation,
+)
 from detector.simulate import simulate as simulate_traffic
 
 err = Console(stderr=True, soft_wrap=True)
@@ -74,6 +88,18 @@ prices_option = click.option(
 )
 
 
+rules_option = click.option(
+    "--rules",
+    "rules",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    envvar="SPENDWATCH_RULES_DIR",
+    show_envvar=True,
+    help="Rule file or directory, added to the packaged defaults (a default.yaml there replaces them). "
+    "Repeatable; changed files are picked up while the command runs.",
+)
+
+
 @main.command()
 @click.argument("events", metavar="EVENTS")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write anomaly records here (JSONL).")
@@ -82,14 +108,20 @@ prices_option = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write rejected events here (default: OUT.deadletter.jsonl, or ./spendwatch-deadletter.jsonl).",
 )
+@rules_option
 @prices_option
+@click.option("--history/--no-history", default=True, show_default=True,
+              help="Write hourly spend rollups and the anomalies to the history store (SPENDWATCH_DB_URL).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary, not each alert.")
-def replay(events: str, out: Path | None, deadletter: Path | None, prices: Path | None, quiet: bool) -> None:
+def replay(events: str, out: Path | None, deadletter: Path | None, rules: tuple[Path, ...], prices: Path | None,
+           history: bool, quiet: bool) -> None:
     """Run detection over EVENTS, a JSONL file of usage events (- for stdin, .gz accepted).
 
     Detection runs in event time, so the alerts are those the live stream
     would have raised. Rejected events go to a dead-letter file with the
-    reason; the command exits 0 unless the input cannot be read.
+    reason; the command exits 0 unless the input cannot be read. With
+    SPENDWATCH_SLACK_TOKEN or SPENDWATCH_SLACK_WEBHOOK_URL set, alerts are
+    sent to Slack through the routing of rules/routing.yaml.
 
     \b
     Example:
@@ -97,24 +129,15 @@ def replay(events: str, out: Path | None, deadletter: Path | None, prices: Path 
       spendwatch replay events.jsonl --out anomalies.jsonl
     """
     settings = _settings(prices=prices)
-    engine = Engine(_prices(settings), settings)
-    decoder = Decoder(settings)
-    notifier = _notifier(settings)
-    tune_gc_for_streaming()
     if deadletter is None:
         deadletter = out.with_name(out.name + ".deadletter.jsonl") if out else Path("spendwatch-deadletter.jsonl")
     console = Console(soft_wrap=True)
+    store = _store(settings.db_url) if history else None
+    run = _detection_run(settings, console, rules, quiet, store)
     started = time.perf_counter()
     try:
-        with open_events(events) as source, _sinks(out, deadletter) as (write_anomaly, write_reject):
-            def on_anomaly(a: Anomaly) -> None:
-                write_anomaly(a)
-                if notifier is not None:
-                    notifier.notify(a)
-                if not quiet:
-                    console.print(alert_line(a))
-
-            summary = _run_with_progress(source, engine, decoder, on_anomaly, write_reject, console)
+        with open_events(events) as source:
+            summary = _run_with_progress(source, run, out, deadletter, console)
     except SpendwatchError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
         sys.exit(2)
@@ -122,109 +145,51 @@ def replay(events: str, out: Path | None, deadletter: Path | None, prices: Path 
         err.print(f"error: {events}: cannot read: {exc}", markup=False)
         sys.exit(2)
     print_summary(console, summary, time.perf_counter() - started)
-    if notifier is not None:
-        _deliver(notifier, console)
+    run.deliver()
+    run.close()
+    if store is not None:
+        store.close()
+        console.print(f"history written to {settings.db_url}", markup=False)
     if out:
         console.print(f"anomalies written to {out}", markup=False)
     if summary.rejected:
         console.print(f"rejected events written to {deadletter}", markup=False)
 
 
-def _notifier(settings: Settings) -> SlackNotifier | None:
-    """The Slack notifier the settings ask for, or None when no token or webhook is set."""
-    token = settings.slack_token
-    if not (token or settings.slack_token_file or settings.slack_webhook_url):
-        return None
+def _detection_run(settings: Settings, console: Console, rules: tuple[Path, ...], quiet: bool,
+                   store: HistoryStore | None, durable_ids: bool = True) -> DetectionRun:
+    prices = _prices(settings)
+    history = HistoryWriter(store, prices, durable_ids=durable_ids) if store is not None else None
     try:
-        return SlackNotifier.from_settings(
-            token=token,
-            webhook_url=settings.slack_webhook_url,
-            channel=settings.slack_channel,
-            api_url=settings.slack_api_url,
-            token_file=settings.slack_token_file,
-            outbox_path=settings.slack_outbox,
-            max_age_s=settings.slack_max_age_s,
-        )
+        return DetectionRun(settings, prices, console, rules=rules, quiet=quiet, history=history)
     except SpendwatchError as exc:
         raise click.UsageError(str(exc)) from None
 
 
-def _deliver(notifier: SlackNotifier, console: Console) -> None:
-    """Send what the outbox holds; what Slack refused waits there for the next run."""
-    report = notifier.deliver_pending()
-    notifier.close()
-    line = f"Slack: {len(report.delivered)} delivered"
-    if report.summarised:
-        line += f", {len(report.summarised)} summarised"
-    if report.pending:
-        line += f", {report.pending} still pending in the outbox (sent on the next run)"
-    console.print(line, markup=False)
-    for key, error in report.failed:
-        console.print(f"Slack: {key}: {error}", markup=False, style="yellow")
-
-
-@contextmanager
-def _sinks(
-    out: Path | None, deadletter: Path
-) -> Iterator[tuple[Callable[[Anomaly], None], Callable[[Reject], None]]]:
-    """Writers for anomaly records and rejects; the dead-letter file is made only if needed."""
-    out_file = out.open("wb") if out else None
-    dead: list[BinaryIO] = []
-
-    def write_anomaly(a: Anomaly) -> None:
-        if out_file:
-            out_file.write(orjson.dumps(a.to_dict()) + b"\n")
-
-    def write_reject(r: Reject) -> None:
-        if not dead:
-            dead.append(deadletter.open("wb"))
-        dead[0].write(
-            orjson.dumps({"line": r.line, "code": r.code, "reason": r.reason, "raw": r.raw}) + b"\n"
-        )
-
+def _store(url: str) -> HistoryStore:
     try:
-        yield write_anomaly, write_reject
-    finally:
-        if out_file:
-            out_file.close()
-        for f in dead:
-            f.close()
+        return HistoryStore.open(url)
+    except SpendwatchError as exc:
+        raise click.UsageError(f"history store {url}: {exc}") from None
 
 
 def _run_with_progress(
-    source: LineSource,
-    engine: Engine,
-    decoder: Decoder,
-    on_anomaly: Callable[[Anomaly], None],
-    on_reject: Callable[[Reject], None],
-    console: Console,
+    source: LineSource, run: DetectionRun, out: Path | None, deadletter: Path, console: Console
 ) -> ReplaySummary:
     """Replay with a progress bar over the file's bytes when a person is watching."""
     show = console.is_terminal and source.total_bytes
     progress = (
-        Progress(
-            TextColumn("replaying"),
-            BarColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        )
+        Progress(TextColumn("replaying"), BarColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+                 console=console, transient=True)
         if show
         else nullcontext()
     )
     with progress as bar:
         if bar is None:
-            return replay_lines(source, engine, decoder, on_anomaly=on_anomaly, on_reject=on_reject)
+            return run.run(source, out, deadletter)
         task = bar.add_task("replay", total=source.total_bytes)
-        return replay_lines(
-            source,
-            engine,
-            decoder,
-            on_anomaly=on_anomaly,
-            on_reject=on_reject,
-            on_chunk=lambda n: bar.update(task, completed=source.position()),
-        )
+        return run.run(source, out, deadletter, on_chunk=lambda n: bar.update(task, completed=source.position()))
+
 
 @main.command()
 @click.option("--days", type=click.IntRange(1, 366), default=7, show_default=True, help="Days of traffic.")
@@ -317,54 +282,32 @@ def demo(out_dir: Path, days: int, prices: Path | None) -> None:
         f"GPU samples and spend lines. Injected: {DEMO_INCIDENT}",
         markup=False,
     )
-    engine = Engine(_prices(settings), settings)
-    tune_gc_for_streaming()
+    (out_dir / "history.db").unlink(missing_ok=True)
+    store = _store(f"sqlite:///{out_dir / 'history.db'}")
+    run = _detection_run(settings, console, (), False, store, durable_ids=False)
     started = time.perf_counter()
-    with _sinks(anomalies_path, out_dir / "deadletter.jsonl") as (write_anomaly, write_reject):
-
-        def on_anomaly(a: Anomaly) -> None:
-            write_anomaly(a)
-            console.print(alert_line(a))
-
-        with Progress(
-            TextColumn("detecting"), BarColumn(), TimeRemainingColumn(), console=console, transient=True
-        ) as bar:
-            task = bar.add_task("demo", total=len(sim))
-            summary = replay_lines(
-                sim.lines(),
-                engine,
-                Decoder(settings),
-                on_anomaly=on_anomaly,
-                on_reject=write_reject,
-                on_chunk=lambda n: bar.advance(task, n),
-            )
+    with Progress(TextColumn("detecting"), BarColumn(), TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("demo", total=len(sim))
+        summary = run.run(sim.lines(), anomalies_path, out_dir / "deadletter.jsonl",
+                          on_chunk=lambda n: bar.advance(task, n))
     print_summary(console, summary, time.perf_counter() - started)
     console.print(spend_table(summary))
+    previews = run.pipeline.previews()
+    if previews:
+        console.print(f"\nThe Slack messages spendwatch would send ({len(previews)}; set SPENDWATCH_SLACK_TOKEN "
+                      "or SPENDWATCH_SLACK_WEBHOOK_URL to send them):", markup=False)
+        print_messages(console, previews)
+    run.deliver()
+    run.close()
+    digest_path = out_dir / "digest.html"
+    write_digest(store, week_of(sim.timeline.start.timestamp()), digest_path)
+    store.close()
     console.print(f"anomaly records: {anomalies_path}; ground truth: {out_dir / 'truth.json'}", markup=False)
+    console.print(f"weekly digest for FinOps: {digest_path} (open it in a browser)", markup=False)
 
 
-@main.group()
-def rules() -> None:
-    """Team rule files: check them before they reach the detector."""
-
-
-@rules.command("check")
-@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
-def rules_check(paths: tuple[Path, ...]) -> None:
-    """Validate rule files (PATHS: files or directories; default SPENDWATCH_RULES_DIR or ./rules).
-
-    Every problem is reported at once, one per line, as
-    path:line:col: group "g", rule "Name": what is wrong (what was expected).
-    Exits 1 if there is any.
-    """
-    targets = list(paths) or [_settings().rules_dir or Path("rules")]
-    missing = [p for p in targets if not p.exists()]
-    if missing:
-        raise click.UsageError(f"no rules at {missing[0]}: name a file or directory, or set SPENDWATCH_RULES_DIR")
-    errors = check_paths(targets)
-    for error in errors:
-        click.echo(format_error(error))
-    if errors:
-        click.echo(f"{len(errors)} problem{'s' if len(errors) != 1 else ''} found", err=True)
-        sys.exit(1)
-    click.echo(f"ok: {', '.join(str(p) for p in targets)}")
+main.add_command(rules_group)
+main.add_command(silence)
+main.add_command(digest_command)
+main.add_command(export_group)
+main.add_command(history_group)

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     warning_usd_per_hour: float = Field(
         0.5, ge=0, description="excess spend at which an anomaly is a warning ($ per hour); below is info"
     )
+    max_series: int = Field(
+        200_000, ge=10, description="most LLM series kept at once; the least recently seen are evicted (and counted)"
+    )
     rebaseline_after_hours: float = Field(
         24.0, gt=0, description="a shift still present after this long is accepted as the new normal"
     )

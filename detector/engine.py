@@ -1,77 +1,89 @@
 """Event → series → models → anomaly records; pure and in event time.
 
 The engine is the one place detection happens: ``spendwatch replay``, the
-demo, the tests and (later) the stream worker all feed it events one at a
-time and collect the records it returns. It reads no clock: "now" is the
-timestamp of the event being processed, so a replay gives exactly the alerts
-the live stream gave.
+demo, the tests and the stream worker all feed it events in order and collect
+the records it returns. It reads no clock: "now" is the timestamp of the
+event being processed, so a replay gives exactly the alerts the live stream
+gave.
+
+Per (team, feature, model) it watches tokens and dollars per request (request
+by request) and the retry, error and cache-hit shares (minute by minute); per
+(team, feature) the request and spend rates against the clock and the tier
+mix. One cause pages once: the first monitor of a feature to fire opens the
+feature's incident, later firings in that feature while it is open are
+merged into it (and named in its ``related``), and a derived metric (cost per
+request, spend rate) waits a few minutes for a cause to explain it before it
+pages on its own.
+
+State for the stream worker is exported and imported per *partition key*
+(all features of a team share one), which is what the stream repartitions by.
 """
 
 from __future__ import annotations
 
-import calendar
 import math
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 from detector.anomaly import (
     Anomaly,
     anomaly_id,
-    describe_ratio,
+    duration_words,
     money,
     rfc3339,
     severity_for,
     where,
 )
 from detector.config import Settings
+from detector.drivers import decompose, describe_drivers
+from detector.engine_state import export_features, import_features
 from detector.events import Event, GpuSample, LlmRequest, UsageSample
+from detector.findings import (
+    MICRO,
+    TITLES,
+    excess_per_hour,
+    finding,
+    projected_month,
+    requests_per_hour,
+)
 from detector.ledger import SpendLedger
-from detector.models.level_shift import SHIFTED, LogLevelShift
+from detector.llm_series import FeatureSeries, Incident, ModelSeries
+from detector.models.level_shift import SHIFTED
+from detector.models.seasonal_rate import SeasonalRate
+from detector.monitor import DERIVED, Monitor, monitors_for
 from detector.pricing import PriceTable
-from detector.series import SeriesKey, labels_of
-from detector.window import HourWindow
+from detector.rules.evaluate import RuleEvaluator
+from detector.rules.records import Loudness
+from detector.rules.ruleset import RuleSet
+from detector.sample_watch import (
+    USAGE_LABELS,
+    SampleSeries,
+    gpu_series,
+    judge,
+    judge_node,
+    usage_series,
+)
+from detector.series import labels_of
 
-PROMPT_RULE = "builtin.input_tokens_per_request"
-PROMPT_METRIC = "input_tokens_per_request"
-
-
-class LlmSeries:
-    """Everything the engine keeps about one (team, feature, model).
-
-    Spend is booked a minute at a time: requests and dollars of the open
-    minute add up here and go to the hour window, the month total and the
-    ledger when the minute closes, which keeps the per-event work to a few
-    additions.
-    """
-
-    __slots__ = (
-        "key", "first_ts", "input_tokens", "input_sum", "cached_sum", "month", "month_cost",
-        "window", "alert", "excess_tokens", "minute", "category", "m_requests", "m_cost", "m_unpriced",
-    )
-
-    def __init__(self, key: SeriesKey, first_ts: float, category: str, settings: Settings) -> None:
-        self.key = key
-        self.first_ts = first_ts
-        self.input_tokens = LogLevelShift(
-            warmup=settings.warmup_requests, h=settings.shift_threshold, min_ratio=settings.min_ratio
-        )
-        self.input_sum = 0  # with cached_sum: the series' cache share, to price input tokens
-        self.cached_sum = 0
-        self.month = ""
-        self.month_cost = 0.0
-        self.window = HourWindow()
-        self.alert: Anomaly | None = None
-        self.excess_tokens = 0.0  # input tokens above baseline since the alert fired
-        self.minute = int(first_ts // 60)  # the open minute, and its category and totals
-        self.category = category
-        self.m_requests = self.m_unpriced = 0
-        self.m_cost = 0.0
+INPUT, OUTPUT = "input_tokens_per_request", "output_tokens_per_request"
+PER_REQUEST = frozenset({INPUT, OUTPUT, "cost_per_request"})  # models that see each request, not each minute
+MODEL_METRICS = ("input_tokens_per_request", "output_tokens_per_request", "cost_per_request",
+                 "retry_rate", "error_rate", "cache_hit_rate")
+FEATURE_METRICS = ("request_rate", "spend_rate")
+WATCHED_TIERS = ("premium", "standard")  # traffic moving *to* these costs money
+DERIVED_HOLD_S = 180.0
+SETTLED_S = 600.0  # a firing record splits its dollars into drivers only if the change is this old
+SPEND_FLOOR_USD_PER_HOUR = 0.10  # a rate change worth less than this is pennies, not a page
+RATES = frozenset(FEATURE_METRICS)
+EXPLAINED = frozenset({"spend_rate", "request_rate", "cost_per_request", "tier_mix"})
+"""Metrics whose record carries the spend split into drivers (the others name their own cause)."""
+EVICT_SHARE = 0.1  # of max_series, evicted at once when full, so eviction is rare
 
 
 class Engine:
     """Online detection over a stream of decoded events.
 
-    >>> from detector.pricing import PriceTable
     >>> engine = Engine(PriceTable.packaged())
     >>> engine.process(LlmRequest(ts=1.8e9, model="gpt-4o", input_tokens=900, output_tokens=80, team="a"))
     []
@@ -79,16 +91,29 @@ class Engine:
     (1, 0.00305)
     """
 
-    def __init__(self, prices: PriceTable, settings: Settings | None = None) -> None:
+    def __init__(self, prices: PriceTable, settings: Settings | None = None, rules: RuleSet | None = None) -> None:
         self.prices = prices
         self.settings = settings or Settings()
+        self.rules = rules
         self._ledger = SpendLedger()
-        self.series: dict[SeriesKey, LlmSeries] = {}
+        self.series: dict[tuple[str | None, ...], ModelSeries] = {}
+        self.features: dict[tuple[str | None, str | None], FeatureSeries] = {}
         self.watermark = -math.inf
         self._month, self._month_start, self._month_end = "", math.inf, -math.inf
-        self.fired = 0
-        self.resolved = 0
+        self._touched: set[str] = set()
+        self.samples: dict[tuple[str, str], SampleSeries] = {}  # (partition key, series) of GPUs and usage lines
+        self._nodes: dict[str, list[SampleSeries]] = {}  # a node's GPUs, which page together
+        self.fired = self.resolved = self.merged = self.evicted = 0
+        self.evaluator = self._evaluator(rules)
 
+    def _evaluator(self, rules: RuleSet | None) -> RuleEvaluator | None:
+        """Thresholds and budgets are judged beside the models, when the rules have any."""
+        if rules is None or not any(r.expr.anomaly is None for r in rules.rules):
+            return None
+        loudness = Loudness(self.settings.critical_usd_per_hour, self.settings.warning_usd_per_hour)
+        return RuleEvaluator(rules, self.prices, loudness=loudness)
+
+    # -- public -----------------------------------------------------------------
     @property
     def series_count(self) -> int:
         return len(self.series)
@@ -97,7 +122,7 @@ class Engine:
     def ledger(self) -> SpendLedger:
         """Spend so far, every open minute included."""
         for s in self.series.values():
-            self._close_minute(s)
+            self._book(s)
         return self._ledger
 
     def process(self, ev: Event) -> list[Anomaly]:
@@ -107,158 +132,425 @@ class Engine:
     def process_many(self, events: Iterable[Event]) -> list[Anomaly]:
         """Feed events in order; return the records they caused, in order.
 
-        The same as calling :meth:`process` on each, written as one loop
-        because this is the hot path: the names it needs per event are bound
-        once per batch.
+        One loop for the batch, because this is the hot path: per request
+        only sums grow and the per-request models see one value each; the
+        rest happens when a minute closes.
         """
         out: list[Anomaly] = []
-        series, cost_of = self.series, self.prices.cost
+        series, cost_of, touched, evaluator = self.series, self.prices.cost, self._touched, self.evaluator
         watermark = self.watermark
         for ev in events:
             ts = ev.ts
-            if ts > watermark:
-                watermark = ts
+            watermark = max(watermark, ts)
             if type(ev) is not LlmRequest:
-                self._sample(ev)
+                self._sample(ev, out)
+                if evaluator is not None:
+                    out += evaluator.advance(ts)
+                    out += evaluator.observe(ev, None)
                 continue
             key = (ev.team, ev.feature, ev.model)
             s = series.get(key)
             if s is None:
-                s = series[key] = LlmSeries(key, ts, ev.category, self.settings)
+                s = self._new_series(key, ev)
+            f = self.features[key[:2]]
+            touched.add(f"llm:{ev.team or ''}")
             minute = int(ts // 60)
-            if minute != s.minute or ev.category != s.category:
-                self._close_minute(s)
-                s.minute, s.category = minute, ev.category
+            if minute > s.minute or ev.category != s.category:
+                self._close_minute(s, f, out)
+                s.minute = minute
+                s.category = ev.category
+            if minute > f.minute:
+                self._close_feature_minute(f, out)
+                f.minute = minute
             cost = cost_of(ev)
-            s.m_requests += 1
+            s.n += 1
+            f.n += 1
             if cost is None:
-                s.m_unpriced += 1
+                s.unpriced += 1
             else:
-                s.m_cost += cost
-            s.input_sum += ev.input_tokens
-            s.cached_sum += ev.cached_input_tokens
-            model = s.input_tokens
-            was_shifted = model.phase == SHIFTED
-            model.update(ev.input_tokens, ts)
-            if was_shifted or model.phase == SHIFTED:
-                record = self._after_shift_update(s, ev, was_shifted)
-                if record is not None:
-                    out.append(record)
+                s.cost += cost
+                f.cost += cost
+            tokens = ev.input_tokens
+            s.input += tokens
+            s.output += ev.output_tokens
+            cached = ev.cached_input_tokens
+            s.cached += cached
+            if ev.attempt > 1:
+                s.retries += 1
+            if ev.status != "ok":
+                s.errors += 1
+            if s.tier is not None:
+                f.tiers[s.tier] = f.tiers.get(s.tier, 0) + 1
+            micro = -1.0 if cost is None else cost * MICRO
+            for mon in s.per_request:  # inlined: the per-request models are most of the work
+                model = mon.model
+                metric = mon.metric
+                value = tokens if metric == INPUT else ev.output_tokens if metric == OUTPUT else micro
+                if value < 0:
+                    continue  # an unpriced request has no cost to learn from
+                was = model.phase
+                model.update(value, ts)
+                if was == SHIFTED or model.phase == SHIFTED:
+                    self._check(mon, s, f, ts, out)
+            if evaluator is not None:
+                out += evaluator.advance(ts)
+                out += evaluator.observe(ev, cost)
         self.watermark = watermark
         return out
 
-    def _close_minute(self, s: LlmSeries) -> None:
-        """Book the series' open minute into its hour window, its month and the ledger."""
-        if not s.m_requests:
+    def advance(self, ts: float) -> list[Anomaly]:
+        """Let event time pass without events: quiet threshold series resolve, dropped rates fire."""
+        return self.evaluator.advance(ts) if self.evaluator is not None else []
+
+    def use_rules(self, rules: RuleSet, now: float) -> list[Anomaly]:
+        """Take new rules (hot reload): every series keeps what it learned under rule ids that stay."""
+        self.rules = rules
+        for team in {fkey[0] for fkey in self.features}:
+            key = f"llm:{team or ''}"
+            self.import_group(key, self.export_group(key))
+        if self.evaluator is None:
+            self.evaluator = self._evaluator(rules)
+            return []
+        return self.evaluator.use(rules, now)
+
+    # -- state, for the stream worker ------------------------------------------
+    @staticmethod
+    def partition_key(ev: Event) -> str:
+        """The key a stream must repartition by: series that are judged together share it.
+
+        >>> Engine.partition_key(LlmRequest(ts=0, model="m", input_tokens=1, output_tokens=1, team="search"))
+        'llm:search'
+        """
+        if type(ev) is LlmRequest:
+            return f"llm:{ev.team or ''}"
+        if type(ev) is GpuSample:
+            return f"gpu:{ev.cluster or ''}/{ev.node or ''}"
+        if type(ev) is UsageSample:
+            return f"usage:{ev.metric}:{ev.team or ''}"
+        raise TypeError(f"not an event: {type(ev).__name__}")
+
+    def take_touched(self) -> set[str]:
+        """Partition keys whose state changed since the last call."""
+        touched, self._touched = self._touched, set()
+        return touched
+
+    def has_group(self, key: str) -> bool:
+        return any(True for _ in self._features_of(key)) or any(k == key for k, _ in self.samples)
+
+    def export_group(self, key: str) -> dict[str, Any]:
+        """JSON-safe state of every series under a partition key (no pickle)."""
+        for f in self._features_of(key):
+            for s in f.members.values():
+                self._book(s)
+        samples = {name: s.to_state() for (k, name), s in self.samples.items() if k == key}
+        return {"version": 1, "features": export_features(list(self._features_of(key))), "samples": samples}
+
+    def import_group(self, key: str, state: dict[str, Any]) -> None:
+        """Restore a partition key's series (after a restart or a rebalance), replacing what is here."""
+        self.drop_group(key)
+        for f in import_features(state["features"], self._new_monitors):
+            self.features[f.key] = f
+            for s in f.members.values():
+                self.series[s.key] = s
+        for name, saved in state.get("samples", {}).items():
+            s = self.samples[(key, name)] = SampleSeries.from_state(saved)
+            if s.metric == "gpu_utilization":
+                self._nodes.setdefault(key, []).append(s)
+
+    def drop_group(self, key: str) -> None:
+        """Forget a partition key's series (its partition moved to another worker)."""
+        for f in list(self._features_of(key)):
+            for s in f.members.values():
+                self.series.pop(s.key, None)
+            del self.features[f.key]
+        for skey in [k for k in self.samples if k[0] == key]:
+            del self.samples[skey]
+        self._nodes.pop(key, None)
+
+    def _features_of(self, key: str) -> Iterable[FeatureSeries]:
+        if not key.startswith("llm:"):
+            return ()
+        team = key[4:] or None
+        return (f for k, f in list(self.features.items()) if k[0] == team)
+
+    # -- series -------------------------------------------------------------------
+    def _new_series(self, key: tuple[str | None, ...], ev: LlmRequest) -> ModelSeries:
+        if len(self.series) >= self.settings.max_series:
+            self._evict()
+        fkey = key[:2]
+        f = self.features.get(fkey)
+        if f is None:
+            f = self.features[fkey] = FeatureSeries(fkey, int(ev.ts // 60))
+            self._new_feature_monitors(f)
+        s = ModelSeries(key, ev.tier or self.prices.tier(ev.model), ev.ts, ev.category)
+        self._new_monitors(s)
+        f.members[key[-1]] = s
+        self.series[key] = s
+        return s
+
+    def _new_monitors(self, s: ModelSeries | FeatureSeries) -> None:
+        """Give a series the monitors its rules (or the defaults) ask for."""
+        if isinstance(s, FeatureSeries):
+            self._new_feature_monitors(s)
+            return
+        labels = labels_of(s.key)
+        for mon in monitors_for(self.rules, labels, MODEL_METRICS, self.settings):
+            if mon.metric in PER_REQUEST:
+                s.per_request.append(mon)
+            else:
+                s.per_minute.append(mon)
+
+    def _new_feature_monitors(self, f: FeatureSeries) -> None:
+        labels = labels_of(f.key, ("team", "feature"))
+        f.rates = monitors_for(self.rules, labels, FEATURE_METRICS, self.settings)
+        for tier in WATCHED_TIERS:
+            f.tier_mix[tier] = monitors_for(self.rules, {**labels, "tier": tier}, ("tier_mix",), self.settings)
+
+    def _evict(self) -> None:
+        """Drop the least recently seen tenth of the series: bounded memory, counted, never an OOM."""
+        n = max(1, int(self.settings.max_series * EVICT_SHARE))
+        for s in sorted(self.series.values(), key=lambda s: s.minute)[:n]:
+            self._book(s)  # its spend stays in the ledger; only its models are forgotten
+            f = self.features[s.key[:2]]
+            del f.members[s.key[-1]]
+            del self.series[s.key]
+            if not f.members:
+                del self.features[f.key]
+            self.evicted += 1
+
+    # -- minutes ------------------------------------------------------------------
+    def _book(self, s: ModelSeries) -> None:
+        """Book what the series' open minute holds beyond what is already booked: its month, the ledger."""
+        n0, cost0, unpriced0 = s.booked
+        if s.n == n0:
             return
         ts = s.minute * 60.0
-        s.window.add(ts, s.m_cost, s.m_requests)
         if not self._month_start <= ts < self._month_end:
             self._month, self._month_start, self._month_end = _month_span(ts)
         if s.month != self._month:
             s.month, s.month_cost = self._month, 0.0
-        s.month_cost += s.m_cost
+        s.month_cost += s.cost - cost0
         team, _, model = s.key
-        self._ledger.add_requests(s.category, team, model or "", s.m_requests, s.m_cost, s.m_unpriced)
-        s.m_requests = s.m_unpriced = 0
-        s.m_cost = 0.0
+        self._ledger.add_requests(s.category, team, model or "", s.n - n0, s.cost - cost0, s.unpriced - unpriced0)
+        s.booked = (s.n, s.cost, s.unpriced)
 
-    def _sample(self, ev: Event) -> None:
-        """GPU and usage samples: priced into the ledger."""
+    def _close_minute(self, s: ModelSeries, f: FeatureSeries, out: list[Anomaly]) -> None:
+        """Judge the series' minute that ended: its shares, its profiles, its spend."""
+        if not s.n:
+            return
+        self._book(s)
+        minute, ts = s.minute, s.minute * 60.0
+        s.input_sum += s.input
+        s.cached_sum += s.cached
+        values = s.minute_values()
+        s.recent.add(minute, values)
+        if f.incident is None:
+            s.baseline.add(minute, values)
+        else:
+            f.incident.add_minute(s.key[-1], values)
+        for mon in s.per_minute:
+            metric = mon.metric
+            if metric == "retry_rate":
+                mon.model.update(s.retries, ts, trials=s.n)
+            elif metric == "error_rate":
+                mon.model.update(s.errors, ts, trials=s.n)
+            elif s.input:  # one trial per request, the minute's token-weighted share of hits
+                mon.model.update(round(s.n * s.cached / s.input), ts, trials=s.n)
+            mon.model.close(ts + 60)
+            self._check(mon, s, f, ts + 60, out)
+        s.clear_minute()
+
+    def _close_feature_minute(self, f: FeatureSeries, out: list[Anomaly]) -> None:
+        """Judge the feature's minute that ended: its rates and its tier mix."""
+        if not f.n:
+            return
+        ts = f.minute * 60.0
+        if f.incident is not None:
+            f.incident.minutes += 1
+            f.incident.expected += self._expected_requests(f, ts) or 0.0
+        for mon in f.rates:
+            mon.model.update(f.n if mon.metric == "request_rate" else f.cost, ts)
+            mon.model.advance(ts + 60)
+            self._check(mon, None, f, ts + 60, out)
+        for tier, monitors in f.tier_mix.items():
+            for mon in monitors:
+                mon.model.update(f.tiers.get(tier, 0), ts, trials=f.n)
+                mon.model.close(ts + 60)
+                self._check(mon, None, f, ts + 60, out, tier)
+        f.n, f.cost = 0, 0.0
+        f.tiers.clear()
+
+    def _sample(self, ev: Event, out: list[Anomaly]) -> None:
+        """GPU and usage samples: priced into the ledger, and judged by their series' model."""
         if type(ev) is GpuSample:
             hourly = ev.hourly_cost_usd
             if hourly is None and ev.gpu_model:
                 hourly = self.prices.gpu_hourly(ev.gpu_model)
             self._ledger.add_gpu(ev, hourly)
+            key = f"gpu:{ev.cluster or ''}/{ev.node or ''}"
+            skey = (key, ev.gpu)
+            s = self.samples.get(skey)
+            if s is None:
+                labels = {k: v for k, v in (("cluster", ev.cluster), ("node", ev.node), ("gpu", ev.gpu),
+                                            ("gpu_model", ev.gpu_model), ("team", ev.team)) if v}
+                s = self.samples[skey] = gpu_series(labels, hourly)
+                self._nodes.setdefault(key, []).append(s)
+            s.model.update(ev.utilization, ev.ts, hourly_cost_usd=hourly)
         elif type(ev) is UsageSample:
             self._ledger.add_usage(ev)
-
-    def _after_shift_update(self, s: LlmSeries, ev: LlmRequest, was_shifted: bool) -> Anomaly | None:
-        """The alert side of a series whose model is, or just was, in a shift."""
-        model = s.input_tokens
-        if model.phase != SHIFTED:
-            return self._resolve(s, ev.ts, accepted=False)
-        s.excess_tokens += ev.input_tokens - model.baseline_mean
-        if not was_shifted:
-            return self._fire(s, ev.ts)
-        if ev.ts - model.shifted_at >= self.settings.rebaseline_after_hours * 3600:
-            model.rebaseline(ev.ts)
-            return self._resolve(s, ev.ts, accepted=True)
-        return None
-
-    def input_price(self, s: LlmSeries) -> float:
-        """$ per input token on this series, at its own prompt-cache share; 0 when unpriced."""
-        price = self.prices.model_price(s.key[-1] or "")
-        if price is None or not s.input_sum:
-            return 0.0
-        cache_price = price.cache_read_per_token
-        if cache_price is None:
-            cache_price = price.input_per_token
-        cached_share = s.cached_sum / s.input_sum
-        return (1 - cached_share) * price.input_per_token + cached_share * cache_price
-
-    # -- records ------------------------------------------------------------
-    def _fire(self, s: LlmSeries, ts: float) -> Anomaly:
-        self._close_minute(s)
-        shift = s.input_tokens.shift()
-        assert shift is not None
-        labels = labels_of(s.key)
-        per_hour = s.window.requests(ts) * 60 / _window_minutes(s, ts)
-        price = self.input_price(s)
-        excess = (shift.observed_mean - shift.baseline_mean) * price * per_hour
-        projected = _projected_month(s, ts)
-        started = rfc3339(shift.onset_ts)
-        ratio = shift.ratio
-        summary = (
-            f"Input tokens per request for {where(labels)} {describe_ratio(ratio)}: "
-            f"median {shift.baseline_median:,.0f} → {shift.observed_median:,.0f} ({ratio:.1f}×) "
-            f"since {started[11:16]} UTC; "
-        )
-        if price:
-            summary += f"about {money(excess)}/h {'above' if excess >= 0 else 'below'} normal"
-            if projected is not None:
-                summary += f", {money(projected)} by month end at this rate"
+            key = f"usage:{ev.metric}:{ev.team or ''}"
+            labels = {k: v for k in USAGE_LABELS if (v := getattr(ev, k))}
+            skey = (key, "\x1f".join(f"{k}={v}" for k, v in labels.items()))
+            s = self.samples.get(skey)
+            if s is None:
+                s = self.samples[skey] = usage_series(labels, ev.metric, ev.unit)
+            s.model.update(ev.value, ev.ts)
         else:
-            summary += f"{labels.get('model', 'this model')} has no price, so the cost is unknown"
-        s.excess_tokens = shift.requests * (shift.observed_mean - shift.baseline_mean)  # leaked before detection
-        s.alert = Anomaly(
-            id=anomaly_id(PROMPT_RULE, labels, started),
-            rule=PROMPT_RULE,
-            metric=PROMPT_METRIC,
-            labels=labels,
-            severity=severity_for(
-                excess, self.settings.critical_usd_per_hour, self.settings.warning_usd_per_hour
-            ),
-            status="firing",
-            started_at=started,
-            detected_at=rfc3339(ts),
-            resolved_at=None,
-            observed=round(shift.observed_median, 1),
-            baseline=round(shift.baseline_median, 1),
-            ratio=round(ratio, 3),
+            return
+        self._touched.add(key)
+        if type(ev) is GpuSample:
+            record = judge_node(self._nodes[key], s, ev.ts, self.settings)
+        else:
+            record = judge(s, ev.ts, self.settings)
+        if record is not None:
+            if record.status == "firing":
+                self.fired += 1
+            else:
+                self.resolved += 1
+            out.append(record)
+
+    # -- alerts -------------------------------------------------------------------
+    def _check(self, mon: Monitor, s: ModelSeries | None, f: FeatureSeries, ts: float, out: list[Anomaly],
+               tier: str | None = None) -> None:
+        """Turn a monitor's phase into alert transitions: fire, merge, hold, resolve, re-baseline."""
+        model = mon.model
+        inc = f.incident
+        if model.phase == SHIFTED:
+            if not mon.paged:
+                self._on_shift(mon, s, f, ts, out, tier)
+            elif inc is not None and inc.monitor is mon and \
+                    ts - getattr(model, "shifted_at", mon.held_since or ts) >= self.settings.rebaseline_after_hours * 3600:
+                model.rebaseline(ts)
+                mon.paged = False
+                out.append(self._resolve(f, ts, accepted=True))
+            return
+        mon.held_since = 0.0
+        if mon.paged:
+            mon.paged = False
+            if inc is not None and inc.monitor is mon:
+                out.append(self._resolve(f, ts, accepted=False))
+
+    def _on_shift(self, mon: Monitor, s: ModelSeries | None, f: FeatureSeries, ts: float,
+                  out: list[Anomaly], tier: str | None) -> None:
+        inc = f.incident
+        if inc is not None:
+            mon.paged = True
+            name = mon.rule_id if s is None else f"{mon.rule_id} on {s.key[-1]}"
+            if name not in inc.related:
+                inc.related.append(name)
+            self.merged += 1
+            return
+        if mon.metric in RATES and abs(self._excess_now(mon, f, tier)) < SPEND_FLOOR_USD_PER_HOUR:
+            return  # a doubling of pennies: rates page for dollars
+        if mon.metric in DERIVED:
+            if not mon.held_since:
+                mon.held_since = ts
+            if ts - mon.held_since < DERIVED_HOLD_S:
+                return
+        mon.paged = True
+        out.append(self._fire(mon, s, f, ts, tier))
+
+    def _excess_now(self, mon: Monitor, f: FeatureSeries, tier: str | None) -> float:
+        shift = mon.model.shift()
+        return 0.0 if shift is None else excess_per_hour(mon.metric, shift, f, self.prices, tier)
+
+    def _fire(self, mon: Monitor, s: ModelSeries | None, f: FeatureSeries, ts: float, tier: str | None) -> Anomaly:
+        shift = mon.model.shift()
+        assert shift is not None
+        if s is not None:
+            labels = labels_of(s.key)
+            priced = self.prices.model_price(s.key[-1] or "") is not None
+        else:
+            labels = labels_of(f.key, ("team", "feature"))
+            if tier is not None:
+                labels["tier"] = tier
+            priced = any(self.prices.model_price(m.key[-1] or "") for m in f.members.values())
+        target = s if s is not None else f
+        excess = excess_per_hour(mon.metric, shift, target, self.prices, tier)
+        month_cost = sum(m.month_cost for m in f.members.values()) if s is None else s.month_cost
+        spend_per_hour = sum(60 * m.recent.per_minute(1) for m in f.members.values()) if s is None \
+            else 60 * s.recent.per_minute(1)
+        projected = projected_month(month_cost, spend_per_hour, ts)
+        drivers = None
+        if mon.metric in EXPLAINED and ts - shift.onset_ts >= SETTLED_S:  # the recent profile has caught up
+            drivers = decompose(f.members.values(), self.prices,
+                                expected_requests=self._expected_requests(f, ts)) or None
+        found = finding(mon.metric, shift, labels, excess, projected, drivers, priced)
+        started = rfc3339(found.onset_ts)
+        record = Anomaly(
+            id=anomaly_id(mon.rule_id, labels, started), rule=mon.rule_id, metric=mon.metric, labels=labels,
+            severity=self._severity(mon, excess), status="firing", started_at=started,
+            detected_at=rfc3339(ts), resolved_at=None, observed=_round(found.observed),
+            baseline=_round(found.baseline), ratio=round(found.ratio, 3) if math.isfinite(found.ratio) else 0.0,
             excess_cost_usd_per_hour=round(excess, 4),
             projected_month_usd=None if projected is None else round(projected, 2),
-            summary=summary,
+            summary=found.summary, runbook=self._runbook(mon, labels), drivers=drivers,
         )
+        f.incident = Incident(record, mon, s)
         self.fired += 1
-        return s.alert
+        return record
 
-    def _resolve(self, s: LlmSeries, ts: float, *, accepted: bool) -> Anomaly:
-        alert = s.alert
-        assert alert is not None
-        labels = alert.labels
-        lasted = _duration(ts - _parse_ts(alert.started_at))
-        if accepted:
-            how = f"still {alert.ratio:.1f}× after {lasted}; accepted as the new normal"
-        else:
-            how = f"back to normal after {lasted}"
-        summary = f"Input tokens per request for {where(labels)} {how}"
-        price = self.input_price(s)
-        if price:
-            summary += f"; about {money(s.excess_tokens * price)} spent above normal in all"
-        s.alert = None
+    def _resolve(self, f: FeatureSeries, ts: float, *, accepted: bool) -> Anomaly:
+        inc = f.incident
+        assert inc is not None
+        alert = inc.record
+        lasted = ts - datetime.fromisoformat(alert.started_at).timestamp()
+        how = (f"still {alert.ratio:.1f}× after {duration_words(lasted)}; accepted as the new normal" if accepted
+               else f"back to normal after {duration_words(lasted)}")
+        title = TITLES[alert.metric].format(tier=alert.labels.get("tier", "premium"))
+        summary = f"{title} for {where(alert.labels)} {how}"
+        if alert.excess_cost_usd_per_hour:
+            summary += f"; about {money(alert.excess_cost_usd_per_hour * lasted / 3600)} spent above normal in all"
+        drivers = alert.drivers
+        if inc.minutes:
+            expected = inc.expected / inc.minutes if inc.expected else None
+            drivers = decompose(f.members.values(), self.prices, expected_requests=expected,
+                                recent=inc.per_minute()) or drivers
+            if drivers:
+                summary += f" ({describe_drivers(drivers)} while it lasted)"
+        if inc.related:
+            summary += f"; it also moved {', '.join(inc.related)}"
+        f.incident = None
         self.resolved += 1
-        return alert.resolve(rfc3339(ts), summary)
+        return alert.resolve(rfc3339(ts), summary, related=list(inc.related) or None, drivers=drivers)
+
+    @staticmethod
+    def _expected_requests(f: FeatureSeries, ts: float) -> float | None:
+        """Requests per minute the clock expects of the feature now (seasonal), if its rate model knows."""
+        for mon in f.rates:
+            if mon.metric == "request_rate" and isinstance(mon.model, SeasonalRate):
+                return mon.model.expected(ts)
+        return None
+
+    def _severity(self, mon: Monitor, excess: float) -> str:
+        if mon.rule is not None and mon.rule.severity != "auto":
+            return mon.rule.severity
+        return severity_for(excess, self.settings.critical_usd_per_hour, self.settings.warning_usd_per_hour)
+
+    @staticmethod
+    def _runbook(mon: Monitor, labels: dict[str, str]) -> str | None:
+        if mon.rule is None or "runbook" not in mon.rule.annotations:
+            return None
+        return mon.rule.annotate(labels, {}).get("runbook")
+
+    def requests_per_hour(self, key: tuple[str | None, ...]) -> float:
+        """Recent requests per hour of a series (0 when unknown): what alerts price with."""
+        s = self.series.get(key)
+        return requests_per_hour(s) if s is not None else 0.0
+
+
+def _round(v: float) -> float:
+    return round(v, 6) if abs(v) < 1 else round(v, 2)
 
 
 def _month_span(ts: float) -> tuple[str, float, float]:
@@ -267,29 +559,3 @@ def _month_span(ts: float) -> tuple[str, float, float]:
     start = datetime(now.year, now.month, 1, tzinfo=UTC)
     end = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
     return start.strftime("%Y-%m"), start.timestamp(), end.timestamp()
-
-
-def _window_minutes(s: LlmSeries, ts: float) -> float:
-    """Minutes the hour window really covers (a young series has less than 60)."""
-    return max(1.0, min(60.0, (ts - s.first_ts) / 60))
-
-
-def _projected_month(s: LlmSeries, ts: float) -> float | None:
-    """Month-end spend of the series: spent so far, plus the last hour's rate to the end."""
-    if not s.month_cost:
-        return None
-    now = datetime.fromtimestamp(ts, UTC)
-    days = calendar.monthrange(now.year, now.month)[1]
-    end = datetime(now.year, now.month, days, 23, 59, 59, tzinfo=UTC).timestamp()
-    return s.month_cost + s.window.cost(ts) * (end - ts) / 3600
-
-
-def _parse_ts(text: str) -> float:
-    return datetime.fromisoformat(text).timestamp()
-
-
-def _duration(seconds: float) -> str:
-    minutes = int(seconds // 60)
-    if minutes < 60:
-        return f"{minutes} min"
-    return f"{minutes // 60}h {minutes % 60:02d}m"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from detector.anomaly import Anomaly
 from detector.engine import Engine
-from detector.events import Decoder, Reject
+from detector.events import Decoder, Event, Reject
 from detector.ledger import SpendLedger
 
 CHUNK_LINES = 8192
@@ -63,10 +63,12 @@ def replay_lines(
     on_anomaly: Callable[[Anomaly], None] = lambda a: None,
     on_reject: Callable[[Reject], None] = lambda r: None,
     on_chunk: Callable[[int], None] = lambda n: None,
+    on_events: Callable[[list[Event]], None] | None = None,
 ) -> ReplaySummary:
     """Decode and detect over ``lines``; report each record and reject as it happens.
 
-    ``on_chunk`` receives the number of lines just consumed (for a progress bar).
+    ``on_chunk`` receives the number of lines just consumed (for a progress bar);
+    ``on_events`` each chunk's decoded events, after detection (for the history store).
     """
     summary = ReplaySummary(ledger=engine.ledger)
     chunk: list[bytes] = []
@@ -74,12 +76,12 @@ def replay_lines(
     for line in lines:
         chunk.append(line)
         if len(chunk) >= CHUNK_LINES:
-            _run_chunk(chunk, first, engine, decoder, summary, on_anomaly, on_reject)
+            _run_chunk(chunk, first, engine, decoder, summary, on_anomaly, on_reject, on_events)
             on_chunk(len(chunk))
             first += len(chunk)
             chunk = []
     if chunk:
-        _run_chunk(chunk, first, engine, decoder, summary, on_anomaly, on_reject)
+        _run_chunk(chunk, first, engine, decoder, summary, on_anomaly, on_reject, on_events)
         on_chunk(len(chunk))
     summary.ledger = engine.ledger  # read last: closes every series' open minute
     summary.duplicates = decoder.duplicates
@@ -96,6 +98,7 @@ def _run_chunk(
     summary: ReplaySummary,
     on_anomaly: Callable[[Anomaly], None],
     on_reject: Callable[[Reject], None],
+    on_events: Callable[[list[Event]], None] | None,
 ) -> None:
     events, rejects = decoder.decode_lines(chunk, first_line=first)
     summary.lines += len(chunk)
@@ -105,3 +108,5 @@ def _run_chunk(
         on_reject(reject)
     for record in engine.process_many(events):
         on_anomaly(record)
+    if on_events is not None:
+        on_events(events)

@@ -8,6 +8,12 @@ scripted per method: a 429 with Retry-After, a 500 or 503, or a connection
 reset; each scripted failure answers one request, then the server behaves.
 Messages are checked against Block Kit's limits (:func:`block_kit_problems`)
 and a bad one is refused with ``invalid_blocks``, as Slack would.
+
+File uploads follow Slack's external-upload flow (what slack-sdk's
+``files_upload_v2`` does): ``files.getUploadURLExternal`` hands out an upload
+URL on this server, the bytes are POSTed there, and
+``files.completeUploadExternal`` shares them in a channel (and thread);
+``files`` keeps each file with its bytes.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from urllib.parse import parse_qs
 
 TOKEN = "xoxb-fake-0000-secret-token"
 WEBHOOK_PATH = "/services/T0000/B0000/fake-webhook-secret"
+UPLOAD_PATH = "/upload/v1/"
 LIMITS = {"blocks": 50, "header": 150, "section": 3000, "fields": 10, "field": 2000, "context": 10,
           "context_text": 2000}
 
@@ -85,12 +92,27 @@ class Message:
 
 
 @dataclass
+class File:
+    """One uploaded file: what ``files.getUploadURLExternal`` announced, what arrived, where it was shared."""
+
+    id: str
+    filename: str
+    length: int
+    data: bytes = b""
+    title: str | None = None
+    channel: str | None = None
+    thread_ts: str | None = None
+    completed: bool = False
+
+
+@dataclass
 class FakeSlack:
     """The server; ``start()`` it, point slack-sdk at ``api_url`` / ``webhook_url``, ``stop()`` it."""
 
     token: str = TOKEN
     requests: list[Request] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)  # in posting order; webhook ones too
+    files: dict[str, File] = field(default_factory=dict)  # by file id, in upload order
     _failures: dict[str, deque[tuple[str, int]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
@@ -157,6 +179,10 @@ class FakeSlack:
                 return 200, self._post(body)
             if method == "chat.update":
                 return 200, self._update(body)
+            if method == "files.getUploadURLExternal":
+                return 200, self._upload_url(body)
+            if method == "files.completeUploadExternal":
+                return 200, self._complete_upload(body)
             return 404, {"ok": False, "error": "unknown_method"}
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -184,6 +210,47 @@ class FakeSlack:
         return {"ok": False, "error": "message_not_found"}
 
 
+    def _upload_url(self, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            length = int(body.get("length", ""))
+        except ValueError:
+            return {"ok": False, "error": "invalid_arguments"}
+        if not body.get("filename") or length <= 0:
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F{len(self.files) + 1:08d}"
+        self.files[file_id] = File(file_id, body["filename"], length)
+        return {"ok": True, "file_id": file_id, "upload_url": f"http://127.0.0.1:{self.port}{UPLOAD_PATH}{file_id}"}
+
+    def _receive_upload(self, file_id: str, data: bytes) -> tuple[int, str]:
+        with self._lock:
+            upload = self.files.get(file_id)
+            if upload is None:
+                return 404, "no such upload"
+            if len(data) != upload.length:
+                return 400, f"expected {upload.length} bytes, got {len(data)}"
+            upload.data = data
+            return 200, f"OK - {len(data)}"
+
+    def _complete_upload(self, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            entries = json.loads(body.get("files", ""))
+        except ValueError:
+            return {"ok": False, "error": "invalid_arguments"}
+        channel = _channel_id(body.get("channel_id", ""))
+        thread_ts = body.get("thread_ts") or None
+        if thread_ts and not any(m.channel == channel and m.ts == thread_ts for m in self.messages):
+            return {"ok": False, "error": "thread_not_found"}
+        shared = []
+        for entry in entries:
+            upload = self.files.get(entry.get("id", ""))
+            if upload is None or len(upload.data) != upload.length:
+                return {"ok": False, "error": "file_not_found"}
+            upload.title, upload.channel, upload.thread_ts = entry.get("title"), channel or None, thread_ts
+            upload.completed = True
+            shared.append({"id": upload.id, "name": upload.filename, "title": upload.title})
+        return {"ok": True, "files": shared}
+
+
 def _channel_id(name: str) -> str:
     """Slack answers with channel ids; a name maps to a stable fake one."""
     if not name:
@@ -198,6 +265,12 @@ def _handler_for(slack: FakeSlack) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             headers = {k.lower(): v for k, v in self.headers.items()}
+            if self.path.startswith(UPLOAD_PATH):
+                with slack._lock:
+                    slack.requests.append(Request("upload", headers, {"bytes": len(raw)}))
+                status, answer = slack._receive_upload(self.path[len(UPLOAD_PATH):], raw)
+                self._send(status, answer)
+                return
             if self.path == WEBHOOK_PATH:
                 method = "webhook"
             elif self.path.startswith("/api/"):
@@ -205,6 +278,8 @@ def _handler_for(slack: FakeSlack) -> type[BaseHTTPRequestHandler]:
             else:
                 method = self.path
             body = _decode(raw, headers.get("content-type", ""))
+            if method.startswith("files.") and "?" in self.path:
+                body = {**{k: v[0] for k, v in parse_qs(self.path.split("?", 1)[1]).items()}, **body}
             request = Request(method, headers, body)
             with slack._lock:
                 slack.requests.append(request)

@@ -134,11 +134,14 @@ def test_alert_answers_what_where_how_much_since_when_and_what_to_do():
     assert field_text(message, "Observed") == f"{record.observed:,.0f} tokens/request ({record.ratio:.1f}× normal)"
     assert field_text(message, "Normal") == f"{record.baseline:,.0f} tokens/request"
     assert field_text(message, "Since").startswith(record.started_at[:10] + " " + record.started_at[11:16] + " UTC")
-    assert field_text(message, "Cost now") == f"{money(record.excess_cost_usd_per_hour)}/hour above normal"
+    assert field_text(message, "Cost now") == f"{money(record.excess_cost_usd_per_hour)} per hour above normal"
     assert field_text(message, "By month end") == f"{money(record.projected_month_usd)} by month end (projected)"
     shown = "\n".join(texts(message))
     assert f"<{record.runbook}|Open the runbook>" in shown
-    assert f"`{silence_command(record.id)}`" in shown and f"id={record.id} --for 2h" in shown
+    command = silence_command(record.rule, record.labels)
+    assert f"`{command}`" in shown
+    assert command.startswith(f"spendwatch silence add --matcher 'rule=\"{record.rule}\"' --matcher 'feature=\"summarize\"'")
+    assert command.endswith(' --for 2h --comment "why"')
     assert "provider=azure" in shown  # labels beyond team/feature/model are not dropped
     assert record.summary in shown
     assert all(t["verbatim"] for b in message["blocks"] for t in _mrkdwn_objects(b))
@@ -162,7 +165,7 @@ def test_every_dollar_amount_is_written_with_its_unit(changes):
     firing = render_alert(record, drivers=drivers)
     resolved = render_resolved(record.resolve(rfc3339(T0), "back to normal"))
     summary = render_summary([record.to_dict()], reason="a Slack outage")
-    units = ("/hour", "/request", " by month end", " above normal in all")
+    units = (" per hour", " per request", " by month end", " above normal in all")
     amounts = 0
     for message in (firing, resolved.reply, resolved.original, summary):
         for text in texts(message):
@@ -176,9 +179,11 @@ def test_driver_breakdown_is_shown_only_when_there_is_one():
     drivers = [Driver({"feature": f"f{i}", "model": "gpt-4o"}, float(10 - i)) for i in range(7)]
     with_drivers = "\n".join(texts(render_alert(anomaly(), drivers=drivers)))
     assert "What drives it" in with_drivers
-    assert f"f0 on gpt-4o: {money(10.0)}/hour" in with_drivers and "… and 2 more" in with_drivers
+    assert f"f0 on gpt-4o: {money(10.0)} per hour" in with_drivers and "… and 2 more" in with_drivers
     from_dict = render_alert({**anomaly().to_dict(), "drivers": [{"labels": {"feature": "x"}, "usd_per_hour": 4}]})
-    assert "x: $4.00/hour" in "\n".join(texts(from_dict))
+    assert "x: $4.00 per hour" in "\n".join(texts(from_dict))
+    causes = render_alert(anomaly(drivers={"volume": 8.0, "input_tokens": 30.0, "cache": 0.0}))
+    assert "+$30/h longer prompts, +$8.00/h more requests" in "\n".join(texts(causes))
     assert "What drives it" not in "\n".join(texts(render_alert(anomaly())))
 
 

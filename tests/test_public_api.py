@@ -7,7 +7,8 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("package", ["detector", "detector.notify", "detector.rules", "detector.simulate"])
+@pytest.mark.parametrize("package", ["detector", "detector.alerts", "detector.digest", "detector.export",
+                                     "detector.history", "detector.notify", "detector.rules", "detector.simulate"])
 def test_all_is_sorted_and_every_name_is_there(package):
     module = importlib.import_module(package)
     names = list(module.__all__)

@@ -6,6 +6,7 @@ import pytest
 
 from detector.engine import Engine
 from detector.events import Decoder
+from detector.models.level_shift import LogLevelShift
 from detector.pricing import PriceTable
 from detector.replay import replay_lines
 
@@ -20,7 +21,9 @@ def test_a_clean_real_trace_raises_no_firing_record(real_traces, trace):
     assert summary.rejected == 0
     assert [r.summary for r in records if r.status == "firing"] == []
     # The trace was watched, not only learned from: every series left warm-up.
-    assert all(s.input_tokens.phase == "watching" for s in engine.series.values())
+    shifts = [m.model for s in engine.series.values() for m in s.per_request
+              if m.metric == "input_tokens_per_request" and isinstance(m.model, LogLevelShift)]
+    assert shifts and all(model.phase == "watching" for model in shifts)
 
 
 def test_a_doubling_injected_into_a_real_trace_is_caught(real_traces):

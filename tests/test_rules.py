@@ -59,12 +59,15 @@ def lines(tmp_path: Path, text: str, name: str = "t.yaml") -> tuple[str, list[st
 
 # ── The shipped files ──────────────────────────────────────────────────────
 
-def test_default_rules_cover_every_metric_once() -> None:
+def test_default_rules_cover_every_metric_once_and_prompts_also_for_slow_creep() -> None:
     loaded = load_rules([RULES / "default.yaml"])
     assert isinstance(loaded, RuleSet), [format_error(e) for e in loaded]
-    assert sorted(r.expr.metric for r in loaded.rules) == sorted(METRICS)
+    fast = [r for r in loaded.rules if r.expr.anomaly is None or r.expr.anomaly.model != "drift"]
+    assert sorted(r.expr.metric for r in fast) == sorted(METRICS)
+    creep = [r for r in loaded.rules if r not in fast]
+    assert [(r.id, r.expr.metric) for r in creep] == [("builtin.input_tokens_drift", "input_tokens_per_request")]
     assert all(r.scope == () and r.severity == "auto" for r in loaded.rules)
-    prompt = next(r for r in loaded.rules if r.expr.metric == "input_tokens_per_request")
+    prompt = next(r for r in fast if r.expr.metric == "input_tokens_per_request")
     assert prompt.expr.anomaly is not None and prompt.expr.anomaly.model == "level_shift"
     assert (prompt.expr.anomaly.ratio_above, prompt.expr.anomaly.min_requests) == (1.3, 30)
     assert prompt.expr.by == ("team", "feature", "model")

@@ -138,7 +138,10 @@ class LogLevelShift:
         if self.phase == LEARNING:
             self._learn(x)
             return
-        r = x - self.mean
+        # Winsorised around the level being tested: the baseline while watching,
+        # the shifted level while in a shift, so one failed request's empty
+        # answer cannot argue a whole minute back to normal.
+        r = x - (self.shift_mean if self.phase == SHIFTED else self.mean)
         lim = self.lim
         rc = lim if r > lim else (-lim if r < -lim else r)
         self.m_n += 1
@@ -163,7 +166,7 @@ class LogLevelShift:
         dev = self.m_sum / n
         v = self.var / n + self.tau2 * self.persistence()
         if self.phase == SHIFTED:
-            self._track_shift(self.m_raw / n, v)
+            self._track_shift(self.shift_mean + dev, v)
             return
         d = self.delta
         self.s_up = max(0.0, self.s_up + d / v * (dev - d / 2))

@@ -145,6 +145,12 @@ class ProportionShift:
         self.m_n += trials
         self.trials += trials
 
+    def close(self, ts: float) -> None:
+        """Judge the open minute now, when the caller knows it is complete (it fed a minute's total)."""
+        if self.m_n:
+            self._close_minute(ts)
+            self.m_k = self.m_n = 0
+
     def _close_minute(self, ts: float) -> None:
         """Judge the minute that just ended as one piece of evidence; ``ts`` is now."""
         k, n = self.m_k, self.m_n

@@ -145,10 +145,14 @@ class Outbox:
         return f"Outbox({self.path!r})"
 
     # -- writing ----------------------------------------------------------------
-    def enqueue(self, record: dict[str, Any], *, channel: str | None, now: float) -> bool:
-        """Write a notification down; False when that (id, status) is already here."""
+    def enqueue(self, record: dict[str, Any], *, channel: str | None, now: float, key: str | None = None) -> bool:
+        """Write a notification down; False when that (key or id, status) is already here.
+
+        ``key`` names the notification when one alert has several (one per
+        channel, reminders); by default it is the record's id.
+        """
         try:
-            alert_id, status = str(record["id"]), str(record["status"])
+            alert_id, status = str(key or record["id"]), str(record["status"])
         except KeyError as e:
             raise ValueError(f"outbox: a notification needs the record's id and status; {e} is missing") from e
         if status not in ("firing", "resolved"):

@@ -16,21 +16,20 @@ Slack's limits with "…", so a huge label cannot get a message rejected.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from detector.anomaly import Anomaly, describe_ratio, money, where
-from detector.notify.escape import clip, code, escape_mrkdwn, escape_plain, link
+from detector.notify.blocks import FIELD_MAX, FIELDS_MAX, SECTION_MAX
+from detector.notify.blocks import context as _context
+from detector.notify.blocks import header as _header
+from detector.notify.blocks import message as _message
+from detector.notify.blocks import mrkdwn as _mrkdwn
+from detector.notify.blocks import section as _section
+from detector.notify.escape import clip, code, escape_mrkdwn, link
 
-# Slack's Block Kit limits (characters and counts) that our messages can reach.
-HEADER_MAX = 150
-SECTION_MAX = 3000
-FIELD_MAX = 2000
-FIELDS_MAX = 10
-CONTEXT_MAX = 2000
-BLOCKS_MAX = 50
-FALLBACK_MAX = 3000
 DRIVERS_SHOWN = 5
 
 SEVERITY_ICONS = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
@@ -45,14 +44,25 @@ REQUIRED = (
 _UNITS: dict[str, tuple[str, str]] = {
     "input_tokens_per_request": ("tokens/request", "count"),
     "output_tokens_per_request": ("tokens/request", "count"),
-    "cost_per_request": ("/request", "usd"),
+    "cost_per_request": (" per request", "usd"),
     "request_rate": ("requests/minute", "count"),
-    "spend_rate": ("/hour", "usd"),
+    "spend_rate": (" per hour", "usd"),
     "tier_mix": ("of requests on the premium tier", "share"),
     "retry_rate": ("of requests retried", "share"),
     "error_rate": ("of requests failed", "share"),
     "cache_hit_rate": ("of input tokens from the prompt cache", "share"),
     "gpu_utilization": ("GPU utilisation", "share"),
+}
+
+
+# The causes of a spend change (Anomaly.drivers keys), as a person says them after "+$30/h".
+CAUSES: dict[str, str] = {
+    "volume": "more requests",
+    "input_tokens": "longer prompts",
+    "output_tokens": "longer outputs",
+    "tier_mix": "a pricier model tier",
+    "retries": "retries",
+    "cache": "fewer prompt-cache hits",
 }
 
 
@@ -70,20 +80,30 @@ class Resolved(NamedTuple):
     original: dict[str, Any]
 
 
-def silence_command(alert_id: str, duration: str = "2h") -> str:
-    """The command that silences one alert, shown as text in every alert.
+def silence_command(rule: str, labels: Mapping[str, str], duration: str = "2h") -> str:
+    """The exact command that silences this alert (its rule and series labels), ready to paste.
 
-    >>> silence_command("3f2a")
-    'spendwatch silence add id=3f2a --for 2h'
+    Every matcher is quoted for a POSIX shell, so a label value holding a
+    quote or ``$(...)`` is passed as text.
+
+    >>> print(silence_command("search.prompt-length", {"team": "search", "feature": "it's"}))
+    spendwatch silence add --matcher 'rule="search.prompt-length"' --matcher 'feature="it'"'"'s"' --matcher 'team="search"' --for 2h --comment "why"
     """
-    return f"spendwatch silence add id={alert_id} --for {duration}"
+    matchers = [f"rule={_quoted(rule)}", *(f"{k}={_quoted(labels[k])}" for k in sorted(labels))]
+    parts = " ".join(f"--matcher {shlex.quote(m)}" for m in matchers)
+    return f'spendwatch silence add {parts} --for {duration} --comment "why"'
+
+
+def _quoted(value: str) -> str:
+    """A matcher value in double quotes, escaped as the matcher syntax reads it."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def format_value(metric: str, value: float) -> str:
     """A metric's value with its unit written out (escaped: usage metrics are user names).
 
     >>> format_value("input_tokens_per_request", 3400), format_value("spend_rate", 41.2)
-    ('3,400 tokens/request', '$41/hour')
+    ('3,400 tokens/request', '$41 per hour')
     >>> format_value("cache_hit_rate", 0.125), format_value("vector_db_usd", 12.5)
     ('12.5% of input tokens from the prompt cache', '12.5 vector_db_usd')
     """
@@ -127,23 +147,25 @@ def render_alert(
 ) -> dict[str, Any]:
     """The firing alert: ``{"text": fallback, "blocks": [...]}`` for chat.postMessage.
 
-    ``silence_hint`` defaults to :func:`silence_command` for the alert's id;
-    ``drivers`` (or a ``drivers`` list in a dict record) adds the breakdown.
+    ``silence_hint`` defaults to :func:`silence_command` for the alert's rule
+    and labels; the record's ``drivers`` (causes → $/h) or ``drivers`` given
+    here (contributors) add the breakdown, its ``related`` what was merged in.
 
     >>> msg = render_alert(_example())
     >>> msg["blocks"][0]["text"]["text"]
     ':red_circle: Critical: input tokens per request doubled'
     >>> [f["text"] for f in msg["blocks"][2]["fields"]][-2:]
-    ['*Cost now*\\n$41/hour above normal', '*By month end*\\n$29,800 by month end (projected)']
+    ['*Cost now*\\n$41 per hour above normal', '*By month end*\\n$29,800 by month end (projected)']
     """
     record = as_record(anomaly)
-    hint = silence_hint if silence_hint is not None else silence_command(record["id"])
+    hint = silence_hint if silence_hint is not None else silence_command(str(record["rule"]), _labels(record))
     blocks = [
         _header(f"{SEVERITY_ICONS.get(record['severity'], '')} {record['severity'].capitalize()}: {_what(record)}"),
         _section(escape_mrkdwn(record["summary"])),
         {"type": "section", "fields": _fields(record)},
         *_other_labels(record),
         *_drivers(record, drivers),
+        *_related(record),
         _section(_runbook(record)),
         _context(f"Silence it: {code(hint)}", _ids(record)),
     ]
@@ -196,6 +218,28 @@ def render_resolved(
     )
 
 
+def render_reminder(anomaly: Anomaly | Mapping[str, Any], *, at: str) -> dict[str, Any]:
+    """A reply in the alert's thread while it still fires: how long, and what it has cost so far.
+
+    >>> msg = render_reminder(_example(), at="2025-11-16T18:05:00Z")
+    >>> msg["text"]
+    'Still firing after 4h 00m: input tokens per request doubled for search/summarize on gpt-4o, $41 per hour above normal'
+    """
+    record = as_record(anomaly)
+    lasted = duration_text((_parse(at) - _parse(record["started_at"])).total_seconds())
+    excess = float(record["excess_cost_usd_per_hour"])
+    hours = (_parse(at) - _parse(record["started_at"])).total_seconds() / 3600
+    text = (
+        f":repeat: *Still firing* after {lasted}: {money(abs(excess))} per hour "
+        f"{'above' if excess >= 0 else 'below'} normal, about {money(abs(excess) * hours)} "
+        f"{'above' if excess >= 0 else 'below'} normal in all so far (estimated)."
+    )
+    fallback = (f"Still firing after {lasted}: {escape_mrkdwn(_what(record))} for "
+                f"{escape_mrkdwn(where(_labels(record)))}, {money(abs(excess))} per hour "
+                f"{'above' if excess >= 0 else 'below'} normal")
+    return _message(fallback, [_section(text), _context(_ids(record))])
+
+
 def render_summary(records: Sequence[Mapping[str, Any]], *, reason: str) -> dict[str, Any]:
     """One message standing for many delayed notifications, so a backlog is not a flood.
 
@@ -213,7 +257,7 @@ def render_summary(records: Sequence[Mapping[str, Any]], *, reason: str) -> dict
         state = "resolved" if r["status"] == "resolved" else r["severity"]
         lines.append(
             f"• {escape_mrkdwn(state)}: {escape_mrkdwn(_what(r))} for {escape_mrkdwn(where(_labels(r)))}, "
-            f"{money(float(r['excess_cost_usd_per_hour']))}/hour, since {utc_text(r['started_at'])} "
+            f"{money(float(r['excess_cost_usd_per_hour']))} per hour, since {utc_text(r['started_at'])} "
             f"(id {code(str(r['id']))})"
         )
     if len(by_cost) > 20:
@@ -274,7 +318,7 @@ def _fields(record: Mapping[str, Any], *, resolved: bool = False) -> list[dict[s
         ("Since", f"{utc_text(record['started_at'])} (detected {utc_text(record['detected_at'])[11:]})"),
         (
             "Cost when detected" if resolved else "Cost now",
-            f"{money(abs(excess))}/hour {'above' if excess >= 0 else 'below'} normal",
+            f"{money(abs(excess))} per hour {'above' if excess >= 0 else 'below'} normal",
         ),
         (
             "By month end",
@@ -294,20 +338,42 @@ def _other_labels(record: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _drivers(record: Mapping[str, Any], drivers: Sequence[Driver] | None) -> list[dict[str, Any]]:
+    causes = record.get("drivers")
+    if drivers is None and isinstance(causes, Mapping):
+        return _causes(causes)
     if drivers is None:
-        drivers = [Driver(dict(d["labels"]), float(d["usd_per_hour"])) for d in record.get("drivers") or ()]
+        drivers = [Driver(dict(d["labels"]), float(d["usd_per_hour"])) for d in causes or ()]
     if not drivers:
         return []
     ranked = sorted(drivers, key=lambda d: -abs(d.usd_per_hour))
     total = sum(abs(d.usd_per_hour) for d in ranked) or 1.0
     lines = [
         f"• {escape_mrkdwn(where({str(k): str(v) for k, v in d.labels.items()}))}: "
-        f"{money(d.usd_per_hour)}/hour ({abs(d.usd_per_hour) / total:.0%} of the excess)"
+        f"{money(d.usd_per_hour)} per hour ({abs(d.usd_per_hour) / total:.0%} of the excess)"
         for d in ranked[:DRIVERS_SHOWN]
     ]
     if len(ranked) > DRIVERS_SHOWN:
         lines.append(f"… and {len(ranked) - DRIVERS_SHOWN} more")
     return [_section("*What drives it*\n" + "\n".join(lines))]
+
+
+def _causes(causes: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``+$30/h longer prompts, +$8/h more requests``: the excess split by cause, largest first."""
+    ranked = sorted(((str(k), float(v)) for k, v in causes.items()), key=lambda kv: -abs(kv[1]))
+    parts = [
+        f"{'+' if usd >= 0 else ''}{money(usd)}/h {escape_mrkdwn(CAUSES.get(cause, cause.replace('_', ' ')))}"
+        for cause, usd in ranked[:DRIVERS_SHOWN] if usd
+    ]
+    if not parts:
+        return []
+    return [_section("*What drives it* (excess dollars per hour, by cause)\n" + ", ".join(parts))]
+
+
+def _related(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    related = [str(r) for r in record.get("related") or ()]
+    if not related:
+        return []
+    return [_context("Also moved, merged into this alert: " + ", ".join(escape_mrkdwn(r) for r in related))]
 
 
 def _runbook(record: Mapping[str, Any]) -> str:
@@ -342,7 +408,7 @@ def _fallback(record: Mapping[str, Any], loudness: str) -> str:
     excess = float(record["excess_cost_usd_per_hour"])
     return (
         f"[{loudness}] {escape_mrkdwn(_what(record))} for {escape_mrkdwn(where(_labels(record)))}: "
-        f"{money(abs(excess))}/hour {'above' if excess >= 0 else 'below'} normal"
+        f"{money(abs(excess))} per hour {'above' if excess >= 0 else 'below'} normal"
     )
 
 
@@ -350,29 +416,6 @@ def _parse(text: str) -> datetime:
     if not isinstance(text, str):
         raise TypeError(f"expected an RFC 3339 string, found {type(text).__name__}")
     return datetime.fromisoformat(text)
-
-
-# -- Block Kit ----------------------------------------------------------------
-def _mrkdwn(text: str) -> dict[str, Any]:
-    return {"type": "mrkdwn", "text": text, "verbatim": True}
-
-
-def _header(text: str) -> dict[str, Any]:
-    text = clip(escape_plain(text), HEADER_MAX)
-    return {"type": "header", "text": {"type": "plain_text", "text": text, "emoji": True}}
-
-
-def _section(text: str) -> dict[str, Any]:
-    """Slack refuses an empty section, and a record's summary may be empty."""
-    return {"type": "section", "text": _mrkdwn(clip(text, SECTION_MAX) if text.strip() else "—")}
-
-
-def _context(*texts: str) -> dict[str, Any]:
-    return {"type": "context", "elements": [_mrkdwn(clip(t, CONTEXT_MAX)) for t in texts]}
-
-
-def _message(fallback: str, blocks: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"text": clip(fallback, FALLBACK_MAX), "blocks": blocks[:BLOCKS_MAX]}
 
 
 def _example() -> Anomaly:

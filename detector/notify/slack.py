@@ -36,7 +36,13 @@ from slack_sdk.webhook import WebhookClient
 from detector.anomaly import Anomaly
 from detector.errors import ConfigError
 from detector.notify.outbox import Key, Outbox, OutboxRow
-from detector.notify.render import as_record, render_alert, render_resolved, render_summary
+from detector.notify.render import (
+    as_record,
+    render_alert,
+    render_reminder,
+    render_resolved,
+    render_summary,
+)
 from detector.notify.transport import (
     SDK_LOGGER,
     SDK_REDACTOR,
@@ -160,11 +166,17 @@ class SlackNotifier:
         self.outbox.close()
 
     # -- queueing -------------------------------------------------------------------
-    def notify(self, anomaly: Anomaly | Mapping[str, Any], *, channel: str | None = None) -> None:
-        """Write the notification down; :meth:`deliver_pending` sends it. Repeats are ignored."""
+    def notify(self, anomaly: Anomaly | Mapping[str, Any], *, channel: str | None = None,
+               key: str | None = None) -> None:
+        """Write the notification down; :meth:`deliver_pending` sends it. Repeats are ignored.
+
+        ``key`` names it in the outbox (default: the record's id). A record
+        with ``thread_of`` (the key of a posted alert) goes into that alert's
+        thread; with ``notice: reminder`` it is a still-firing reminder.
+        """
         web_api = self.transport.mode == "web_api"
         self.outbox.enqueue(as_record(anomaly), channel=(channel or self.channel) if web_api else None,
-                            now=self.clock())
+                            now=self.clock(), key=key)
 
     # -- delivery -------------------------------------------------------------------
     def deliver_pending(self, now: float | None = None) -> DeliveryReport:
@@ -186,13 +198,15 @@ class SlackNotifier:
         )
 
     def _deliver_one(self, run: _Round, row: OutboxRow) -> None:
-        firing = self.outbox.get((row.alert_id, "firing")) if row.status == "resolved" else None
+        firing = self._thread_row(row)
         if firing is not None and firing.state == "pending":
             run.deferred.append(row.key)  # its thread does not exist yet
             return
         self.outbox.note_attempt(row.key)
         try:
-            if row.status == "firing":
+            if row.payload.get("notice") == "reminder":
+                self._send_reminder(row, firing)
+            elif row.status == "firing":
                 self._send_firing(row)
             else:
                 self._send_resolved(row, firing)
@@ -201,6 +215,23 @@ class SlackNotifier:
             return
         self.outbox.mark_delivered(row.key, now=run.now)
         run.delivered.append(row.key)
+
+    def _thread_row(self, row: OutboxRow) -> OutboxRow | None:
+        """The posted alert a row belongs under: its own firing row, or the one ``thread_of`` names."""
+        thread_of = row.payload.get("thread_of")
+        if thread_of:
+            return self.outbox.get((str(thread_of), "firing"))
+        return self.outbox.get((row.alert_id, "firing")) if row.status == "resolved" else None
+
+    def _send_reminder(self, row: OutboxRow, firing: OutboxRow | None) -> None:
+        if row.message_ts is not None:
+            return
+        message = render_reminder(row.payload, at=str(row.payload.get("notice_at") or row.payload["detected_at"]))
+        if firing is not None and firing.message_ts:
+            channel, ts = self.transport.post(firing.message_channel, message, thread_ts=firing.message_ts)
+        else:  # no thread to reply in (webhook, or the alert went out in a summary)
+            channel, ts = self.transport.post(row.channel, message)
+        self.outbox.record_message(row.key, channel=channel, ts=ts or "")
 
     def _send_firing(self, row: OutboxRow) -> None:
         if row.message_ts is not None:
@@ -250,7 +281,7 @@ class SlackNotifier:
 
     def _quietly_update_original(self, row: OutboxRow) -> None:
         """A summarised resolved notice still turns its alert's message to resolved, without a new post."""
-        firing = self.outbox.get((row.alert_id, "firing"))
+        firing = self._thread_row(row)
         if firing is None or not firing.message_channel or not firing.message_ts:
             return
         message = render_resolved(row.payload, firing=firing.payload).original

@@ -10,9 +10,17 @@ ones). Modules: ``source`` (safe YAML), ``schema`` (the format),
 ``checks`` (relations between fields), ``matchers``, ``templates``,
 ``durations``, ``catalog`` (closed sets of names), ``ruleset`` (precedence),
 ``loader``, ``reloader``, ``diagnostics`` (errors).
+
+Judging rules: :class:`RuleEvaluator` evaluates every threshold and budget
+rule over a stream of events (``evaluate``, ``threshold``, ``budget``,
+``window_stats``, ``spend``, ``records``); anomaly rules are the engine's.
+``detection`` runs both side by side for ``ruletests`` (``spendwatch rules
+test``, with ``series_notation`` and ``synthesis``) and ``backtest``;
+``cli`` holds the ``spendwatch rules`` commands.
 """
 
 from detector.rules.diagnostics import RuleError, format_error
+from detector.rules.evaluate import RuleEvaluator
 from detector.rules.loader import (
     RuleLoadError,
     check_paths,
@@ -34,6 +42,7 @@ __all__ = [
     "Origin",
     "Rule",
     "RuleError",
+    "RuleEvaluator",
     "RuleLoadError",
     "RuleReloader",
     "RuleSet",

@@ -7,17 +7,31 @@ loaded in full; it replaces the rules in force only if it loads without a
 single error. Otherwise the previous rules stay, and the errors are kept in
 ``last_errors`` for the operator. Time comes in as an argument and stat and
 read are injectable, so tests drive it without sleeping or touching disks.
+
+What is in force is visible: every (re)load logs one line per file (path,
+short sha256, rule count) on the ``detector.rules.reloader`` logger, a
+refused reload logs a warning with every error, and :meth:`RuleReloader.describe`
+gives the same as plain data for a health endpoint.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
+from typing import Any
 
-from detector.rules.diagnostics import RuleError
+from detector.rules.diagnostics import RuleError, format_error
 from detector.rules.loader import RuleLoadError, load_rules, read_capped, rule_files
 from detector.rules.ruleset import FileVersion, RuleSet
+
+log = logging.getLogger(__name__)
+
+
+def _log_loaded(verb: str, rules: RuleSet) -> None:
+    for line in rules.describe():
+        log.info("rules %s: %s", verb, line)
 
 
 def stat_signature(path: Path) -> Hashable:
@@ -63,6 +77,9 @@ class RuleReloader:
         if isinstance(candidate, list):
             raise RuleLoadError(candidate)
         self.current: RuleSet = candidate
+        self.loaded_at = now
+        self.reloads = self.refusals = 0
+        _log_loaded("loaded", candidate)
 
     @property
     def version(self) -> tuple[FileVersion, ...]:
@@ -79,13 +96,34 @@ class RuleReloader:
             return False
         candidate = self._load()
         if isinstance(candidate, list):
+            if candidate != self.last_errors:  # said once per distinct breakage, not once per poll
+                log.warning("rules refused, %d error%s; the previous rules stay in force:\n%s", len(candidate),
+                            "" if len(candidate) == 1 else "s", "\n".join(format_error(e) for e in candidate))
             self.last_errors = candidate
+            self.refusals += 1
             return False
         self.last_errors = []
         if candidate.version == self.current.version:
             return False  # touched, not changed
         self.current = candidate
+        self.loaded_at = now
+        self.reloads += 1
+        _log_loaded("reloaded", candidate)
         return True
+
+    def describe(self) -> dict[str, Any]:
+        """The rules in force and the last refusal, as plain data (for a health endpoint).
+
+        ``loaded_at`` is in the same time as ``now`` given to the reloader.
+        """
+        return {
+            "files": [{"path": f.path, "sha256": f.sha256, "rules": f.rules} for f in self.current.files],
+            "rules": len(self.current.rules),
+            "loaded_at": self.loaded_at,
+            "reloads": self.reloads,
+            "refused": self.refusals,
+            "errors": [format_error(e) for e in self.last_errors],
+        }
 
     def _signatures(self, files: list[Path]) -> dict[Path, Hashable]:
         signatures: dict[Path, Hashable] = {}

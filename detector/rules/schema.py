@@ -17,13 +17,26 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    model_validator,
+)
 
 from detector.rules import catalog
 from detector.rules.catalog import closest
 from detector.rules.diagnostics import EXPECTED, fail, quote, show
 from detector.rules.durations import EXPECTED as DURATION
-from detector.rules.durations import MAX_MS, DurationError, format_duration, parse_duration
+from detector.rules.durations import (
+    MAX_MS,
+    DurationError,
+    format_duration,
+    parse_duration,
+)
 from detector.rules.matchers import Matcher, MatcherError, parse_matcher
 from detector.rules.templates import Template, TemplateError, parse_template
 
@@ -223,13 +236,19 @@ Anomaly = Annotated[LevelShift | ProportionShift | RateShift | Idle | Drift, Fie
 
 
 class Threshold(BaseModel):
-    """A fixed bound on a statistic over a window: fires above ``above`` or below ``below``."""
+    """A fixed bound on a statistic over a window: fires above ``above`` or below ``below``.
+
+    ``min_requests`` keeps a share or a mean of three requests from paging
+    anyone: with fewer observations in the window the statistic is unknown,
+    and an unknown statistic does not breach (so a quiet series also resolves).
+    """
 
     model_config = _CONFIG
     statistic: Annotated[str, AfterValidator(_statistic)]
     window: Duration
     above: float | None = None
     below: float | None = None
+    min_requests: int = Field(1, ge=1)
 
     @model_validator(mode="after")
     def _bounds(self) -> Threshold:

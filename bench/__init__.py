@@ -1,0 +1,1 @@
+"""Benchmark scripts and the scoring, baseline and scenario modules they share."""

@@ -1,0 +1,85 @@
+"""Memory per active series: what one (team, feature, model) costs the engine, all its models together.
+
+Feeds a few hundred warm series (three models per feature, as in most
+deployments) through the engine and prints the bytes Python holds per
+series (tracemalloc, so the interpreter's own objects count), the size of
+a series' exported state (what the stream worker keeps in its changelog),
+and, for comparison in the same run, a series carrying only the
+prompt-length model the engine started with.
+
+    python bench/memory.py [--series 600] [--minutes 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tracemalloc
+
+from detector.config import Settings
+from detector.engine import Engine
+from detector.events import LlmRequest
+from detector.models.level_shift import LogLevelShift
+from detector.pricing import PriceTable
+
+MODELS = ("gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5")
+
+
+def traffic(series: int, minutes: int, seed: int = 1) -> list[LlmRequest]:
+    rng = random.Random(seed)
+    events = []
+    for minute in range(minutes):
+        for i in range(series):
+            events.append(LlmRequest(
+                ts=1.8e9 + minute * 60 + i * 0.05, model=MODELS[i % len(MODELS)],
+                input_tokens=int(rng.lognormvariate(7, 0.5)), output_tokens=int(rng.lognormvariate(5, 0.5)),
+                cached_input_tokens=0, team=f"team{(i // len(MODELS)) % 20}", feature=f"feature{i // len(MODELS)}",
+                attempt=2 if rng.random() < 0.02 else 1, status="error" if rng.random() < 0.01 else "ok"))
+    return events
+
+
+def engine_bytes(events: list[LlmRequest]) -> int:
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    engine = Engine(PriceTable.packaged(), Settings(warmup_requests=50))
+    engine.process_many(events)
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    engine.process_many([])  # keep the engine alive until measured
+    return held
+
+
+def baseline_bytes(series: int, values: int) -> int:
+    """The same number of series, each with one prompt-length model only."""
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    models = [LogLevelShift(warmup=50) for _ in range(series)]
+    rng = random.Random(2)
+    for i in range(values):
+        models[i % series].update(rng.lognormvariate(7, 0.5), 1.8e9 + i * 0.05)
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return held
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", type=int, default=600)
+    parser.add_argument("--minutes", type=int, default=300)
+    args = parser.parse_args()
+    events = traffic(args.series, args.minutes)
+    held = engine_bytes(events)
+    engine = Engine(PriceTable.packaged(), Settings(warmup_requests=50))
+    engine.process_many(events)
+    state = sum(len(json.dumps(engine.export_group(f"llm:team{t}"))) for t in range(20))
+    base = baseline_bytes(args.series, len(events))
+    print(f"series: {engine.series_count} (in {len(engine.features)} features), {len(events):,} requests")
+    print(f"engine memory per series, all models:   {held / engine.series_count:8,.0f} bytes")
+    print(f"exported state per series (JSON):       {state / engine.series_count:8,.0f} bytes")
+    print(f"baseline: one prompt-length model only: {base / args.series:8,.0f} bytes per series")
+    print("target (issue): <= 4,096 bytes per active series")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""One rule watching one series: the model that judges it, and whether it has paged.
+
+The rules say *what* to watch and how sensitive to be (``rules/default.yaml``
+ships one anomaly rule per metric; a team file may override one for its own
+scope); the engine turns each anomaly rule that selects a series into a
+:class:`Monitor` holding the online model the rule names, built with the
+rule's parameters. Threshold and budget rules are not monitors: they have no
+model to learn and are evaluated by :mod:`detector.rules`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from detector.config import Settings
+from detector.models.drift import SlowCreep
+from detector.models.level_shift import LogLevelShift
+from detector.models.proportion import ProportionShift
+from detector.models.seasonal_rate import SeasonalRate
+from detector.rules.ruleset import Rule, RuleSet
+
+Model = LogLevelShift | ProportionShift | SeasonalRate | SlowCreep
+
+CREEP_RULE = "builtin.input_tokens_drift"
+
+DERIVED = frozenset({"cost_per_request", "spend_rate"})
+"""Metrics that move whenever a cause moves: they page only when no cause explains them."""
+
+
+
+class Monitor:
+    """A rule's model on one series, and the alert it has open (if any).
+
+    ``paged`` is set when the model's shift became an alert (or was merged
+    into another), so one shift pages once however long it lasts.
+    """
+
+    __slots__ = ("held_since", "metric", "model", "paged", "rule", "rule_id")
+
+    def __init__(self, rule: Rule | None, metric: str, model: Model, rule_id: str | None = None) -> None:
+        self.rule = rule
+        self.rule_id = rule.id if rule is not None else rule_id or f"builtin.{metric}"
+        self.metric = metric
+        self.model = model
+        self.paged = False
+        self.held_since = 0.0  # event time a derived metric's shift was first seen waiting for a cause
+
+    def to_state(self) -> dict[str, Any]:
+        return {"rule": self.rule_id, "model": self.model.to_state(), "paged": self.paged, "held": self.held_since}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Take the model and alert flags of a saved monitor of the same rule."""
+        self.model = type(self.model).from_state(dict(state["model"]))
+        self.paged = bool(state["paged"])
+        self.held_since = float(state["held"])
+
+
+def monitors_for(
+    rules: RuleSet | None, labels: Mapping[str, str], metrics: tuple[str, ...], settings: Settings
+) -> list[Monitor]:
+    """The monitors a series gets: one per anomaly rule selecting it, for each of ``metrics``.
+
+    Without rules, each metric gets its built-in model with the settings' defaults.
+
+    >>> [m.rule_id for m in monitors_for(None, {"team": "a"}, ("input_tokens_per_request",), Settings())]
+    ['builtin.input_tokens_per_request', 'builtin.input_tokens_drift']
+    """
+    out: list[Monitor] = []
+    for metric in metrics:
+        if rules is None:
+            out.append(Monitor(None, metric, default_model(metric, settings)))
+            if metric == "input_tokens_per_request":
+                out.append(Monitor(None, metric, SlowCreep(), rule_id=CREEP_RULE))
+            continue
+        for rule in rules.for_series(labels, metric):
+            if rule.enabled and rule.expr.anomaly is not None:
+                model = model_for(rule, settings)
+                if model is not None:
+                    out.append(Monitor(rule, metric, model))
+    return out
+
+
+def default_model(metric: str, settings: Settings) -> Model:
+    """The model a metric gets when no rule file says otherwise."""
+    warmup = settings.warmup_requests
+    if metric in ("input_tokens_per_request", "output_tokens_per_request", "cost_per_request"):
+        ratio = settings.min_ratio if metric != "output_tokens_per_request" else max(settings.min_ratio, 1.5)
+        return LogLevelShift(warmup=warmup, h=settings.shift_threshold, min_ratio=ratio)
+    if metric == "cache_hit_rate":
+        return ProportionShift(ratio_above=None, ratio_below=0.5, min_delta=0.2, min_ratio=1.5, warmup=warmup)
+    if metric in ("retry_rate", "error_rate", "tier_mix"):
+        return ProportionShift(warmup=warmup)
+    if metric == "request_rate":
+        return SeasonalRate(ratio_above=2.0)
+    if metric == "spend_rate":
+        return SeasonalRate(ratio_above=2.0)
+    raise ValueError(f"no built-in model for metric {metric!r}")
+
+
+def model_for(rule: Rule, settings: Settings) -> Model | None:
+    """The model an anomaly rule names, with its parameters; None for kinds watched elsewhere."""
+    spec = rule.expr.anomaly
+    metric = rule.expr.metric
+    kind = getattr(spec, "model", None)
+    if kind == "level_shift" and metric in ("input_tokens_per_request", "output_tokens_per_request",
+                                           "cost_per_request"):
+        ratio = spec.ratio_above or (1 / spec.ratio_below if spec.ratio_below else settings.min_ratio)
+        return LogLevelShift(warmup=max(spec.min_requests, settings.warmup_requests),
+                             h=settings.shift_threshold, min_ratio=ratio)
+    if kind == "proportion_shift":
+        warmup = max(spec.min_requests, settings.warmup_requests)
+        if spec.delta_below is not None and spec.delta_above is None:
+            return ProportionShift(ratio_above=None, ratio_below=0.5, min_delta=spec.delta_below,
+                                   min_ratio=1.5, warmup=warmup)
+        return ProportionShift(min_delta=spec.delta_above or 0.05, warmup=warmup)
+    if kind == "drift" and metric in ("input_tokens_per_request", "output_tokens_per_request",
+                                      "cost_per_request"):
+        return SlowCreep(min_ratio=spec.ratio_above, baseline_half_life_h=spec.window / 3600)
+    if kind == "rate_shift":
+        return SeasonalRate(ratio_above=spec.ratio_above, ratio_below=spec.ratio_below,
+                            min_ratio=min(1.5, spec.ratio_above or 1.5))
+    return None

@@ -1,0 +1,197 @@
+"""Every incident kind, end to end on simulated traffic: caught, attributed, priced, paged once.
+
+Two simulated worlds carry all kinds between them (incidents on different
+features, or far apart in time), so the file pays for two replays, not nine.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import datetime
+
+import pytest
+
+from detector.anomaly import Anomaly
+from detector.config import Settings
+from detector.engine import Engine
+from detector.events import Decoder, LlmRequest, UsageSample
+from detector.pricing import PriceTable
+from detector.replay import replay_lines
+from detector.simulate import DEFAULT_START, parse_incident, simulate
+from detector.simulate.world import World
+
+PRICES = PriceTable.packaged()
+SEARCH = [
+    "retry_storm@2d3h",
+    "prompt_doubling@2d14h~3h",
+    "error_spike@2d19h",
+    "cache_break@3d2h~6h",
+    "tier_shift@3d10h~6h",
+]
+ELSEWHERE = [
+    "output_explosion@2d10h",
+    "traffic_runaway@2d13h",
+    "gpu_idle@3d2h",
+]
+
+
+def seconds(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def run(specs: list[str], world: World, days: int = 4) -> tuple[list[dict], list[Anomaly], Engine]:
+    sim = simulate(days=days, incidents=[parse_incident(s, DEFAULT_START) for s in specs], world=world)
+    engine = Engine(PRICES)
+    records: list[Anomaly] = []
+    summary = replay_lines(sim.lines(), engine, Decoder(), on_anomaly=records.append)
+    assert summary.rejected == 0
+    return sim.truth()["incidents"], records, engine
+
+
+@pytest.fixture(scope="module")
+def search() -> tuple[list[dict], list[Anomaly], Engine]:
+    return run(SEARCH, World.default().only(team="search"))
+
+
+@pytest.fixture(scope="module")
+def elsewhere() -> tuple[list[dict], list[Anomaly], Engine]:
+    world = World.default()
+    node = next(n for n in world.gpu_nodes if n.labels().get("node") == "inf-h100-2")
+    features = tuple(f for f in world.features
+                     if f.team in ("support", "research") or set(f.models) & set(node.serves))
+    keep = World(features, (node,), ())
+    return run(ELSEWHERE, keep)
+
+
+def matching(truth: dict, records: list[Anomaly]) -> list[Anomaly]:
+    """Firing records whose labels agree with the incident's target, fired inside its window."""
+    start, end = seconds(truth["start"]), seconds(truth["end"])
+    return [
+        r for r in records
+        if r.status == "firing" and all(r.labels.get(k, v) == v for k, v in truth["labels"].items())
+        and start <= seconds(r.detected_at) <= end + 1800
+    ]
+
+
+@pytest.mark.parametrize("kind", [s.split("@")[0] for s in SEARCH])
+def test_each_search_incident_pages_once_on_its_metric(search, kind):
+    incidents, records, _ = search
+    truth = next(t for t in incidents if t["kind"] == kind)
+    found = matching(truth, records)
+    assert len(found) == 1, [r.summary for r in found]
+    assert found[0].metric == truth["metric"]
+    assert seconds(found[0].detected_at) - seconds(truth["start"]) <= 30 * 60
+
+
+@pytest.mark.parametrize("kind", [s.split("@")[0] for s in ELSEWHERE])
+def test_each_other_incident_pages_once_on_its_metric(elsewhere, kind):
+    incidents, records, _ = elsewhere
+    truth = next(t for t in incidents if t["kind"] == kind)
+    found = matching(truth, records)
+    assert len(found) == 1, [r.summary for r in found]
+    assert found[0].metric == truth["metric"]
+    assert seconds(found[0].detected_at) - seconds(truth["start"]) <= 45 * 60
+
+
+def test_nothing_pages_outside_the_incidents(search, elsewhere):
+    for incidents, records, _ in (search, elsewhere):
+        explained = {r.id for t in incidents for r in matching(t, records)}
+        stray = [r.summary for r in records if r.status == "firing" and r.id not in explained
+                 and r.severity != "info"]
+        assert stray == []
+
+
+def test_every_firing_record_resolves_with_the_same_id(search):
+    _, records, _ = search
+    firing = {r.id for r in records if r.status == "firing"}
+    resolved = {r.id for r in records if r.status == "resolved"}
+    assert firing and firing <= resolved | {r.id for r in records[-3:]}
+
+
+def test_the_tier_shift_is_priced_and_split_into_its_drivers(search):
+    incidents, records, _ = search
+    truth = next(t for t in incidents if t["kind"] == "tier_shift")
+    record = matching(truth, records)[0]
+    assert record.labels["tier"] == "premium" and record.excess_cost_usd_per_hour > 0.5
+    resolved = next(r for r in records if r.id == record.id and r.status == "resolved")
+    assert resolved.drivers and next(iter(resolved.drivers)) == "tier_mix"  # the biggest driver named first
+    assert "pricier model mix" in resolved.summary
+
+
+def test_a_prompt_doubling_names_what_else_it_moved_instead_of_paging_again(search):
+    incidents, records, _ = search
+    truth = next(t for t in incidents if t["kind"] == "prompt_doubling")
+    firing = matching(truth, records)[0]
+    resolved = next(r for r in records if r.id == firing.id and r.status == "resolved")
+    assert firing.metric == "input_tokens_per_request"
+    assert resolved.related and any("builtin.cost_per_request" in name for name in resolved.related)
+
+
+def test_idle_gpus_of_one_node_page_once_for_the_node(elsewhere):
+    incidents, records, _ = elsewhere
+    truth = next(t for t in incidents if t["kind"] == "gpu_idle")
+    record = matching(truth, records)[0]
+    assert record.related and len(record.related) >= 1
+    assert record.summary.count("$") >= 2 and record.excess_cost_usd_per_hour > 0
+
+
+def test_severity_comes_from_dollars_not_from_the_size_of_the_change():
+    """A ×3 prompt on a series that costs cents a day is info; the same on a busy premium series is critical."""
+    settings = Settings(warmup_requests=50)
+    records = {}
+    rng = random.Random(5)
+    for model, per_minute in (("gpt-4o-mini", 1), ("claude-opus-4-1", 40)):
+        engine = Engine(PRICES, settings)
+        out: list[Anomaly] = []
+        t0 = seconds("2026-11-16T00:00:00+00:00")
+        for minute in range(600):
+            tokens = 300 if minute < 500 else 900
+            out += engine.process_many(
+                LlmRequest(ts=t0 + minute * 60 + i * 60 / per_minute, model=model,
+                           input_tokens=int(tokens * rng.lognormvariate(0, 0.3)), output_tokens=50, team="t",
+                           feature="f") for i in range(per_minute))
+        records[model] = [r for r in out if r.status == "firing"]
+    assert [r.severity for r in records["gpt-4o-mini"]] == ["info"]
+    assert [r.severity for r in records["claude-opus-4-1"]] == ["critical"]
+
+
+def test_state_exported_mid_stream_and_imported_elsewhere_gives_the_same_records():
+    sim = simulate(days=3, incidents=[parse_incident("prompt_doubling@2d14h~2h", DEFAULT_START)],
+                   world=World.default().only(team="search"))
+    events, _ = Decoder().decode_lines(list(sim.lines()))
+    half = len(events) * 4 // 5
+    straight = Engine(PRICES)
+    expected = straight.process_many(events)
+    first = Engine(PRICES)
+    got = first.process_many(events[:half])
+    second = Engine(PRICES)
+    for key in first.take_touched():
+        second.import_group(key, json.loads(json.dumps(first.export_group(key))))
+    got += second.process_many(events[half:])
+    assert [r.to_dict() for r in got] == [r.to_dict() for r in expected]
+    assert any(r.status == "firing" for r in got[len(got) - len(expected[-2:]):])
+
+
+def test_series_beyond_the_bound_evict_the_least_recently_seen_and_are_counted():
+    engine = Engine(PRICES, Settings(max_series=20))
+    t0 = seconds("2026-11-16T00:00:00+00:00")
+    engine.process_many(LlmRequest(ts=t0 + i, model="gpt-4o", input_tokens=100, output_tokens=10,
+                                   team="t", feature=f"f{i}") for i in range(100))
+    assert engine.series_count <= 20 and engine.evicted >= 80
+    assert ("t", "f99", "gpt-4o") in engine.series and ("t", "f0", "gpt-4o") not in engine.series
+    assert round(engine.ledger.total(), 6) == round(100 * PRICES.cost(LlmRequest(
+        ts=t0, model="gpt-4o", input_tokens=100, output_tokens=10)), 6)  # spend is booked before eviction
+
+
+def test_a_usage_line_that_jumps_pages_under_its_own_metric_name():
+    engine = Engine(PRICES)
+    t0 = seconds("2026-11-16T00:00:00+00:00")
+    out: list[Anomaly] = []
+    for hour in range(24 * 10):
+        value = 12.0 + (hour % 3) * 0.2 if hour < 24 * 9 else 40.0
+        out += engine.process(UsageSample(ts=t0 + hour * 3600, metric="vector_db_usd", value=value, unit="usd",
+                                          team="search"))
+    firing = [r for r in out if r.status == "firing"]
+    assert firing and firing[0].metric == "vector_db_usd" and firing[0].labels == {"team": "search"}
+    assert seconds(firing[0].detected_at) >= t0 + 24 * 9 * 3600
