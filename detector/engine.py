@@ -71,11 +71,11 @@ PER_REQUEST = frozenset({INPUT, OUTPUT, "cost_per_request"})  # models that see 
 MODEL_METRICS = ("input_tokens_per_request", "output_tokens_per_request", "cost_per_request",
                  "retry_rate", "error_rate", "cache_hit_rate")
 FEATURE_METRICS = ("request_rate", "spend_rate")
-WATCHED_TIERS = ("premium", "standard")  # traffic moving *to* these costs money
+WATCHED_TIERS = ("premium", "standard")  # traffic moving *to* models of these tiers costs money
 DERIVED_HOLD_S = 180.0
 SETTLED_S = 600.0  # a firing record splits its dollars into drivers only if the change is this old
 SPEND_FLOOR_USD_PER_HOUR = 0.10  # a rate change worth less than this is pennies, not a page
-RATES = frozenset(FEATURE_METRICS)
+FLOORED = frozenset({"spend_rate"})  # pages for dollars only; a request surge pages (as info) even on cheap models
 EXPLAINED = frozenset({"spend_rate", "request_rate", "cost_per_request", "tier_mix"})
 """Metrics whose record carries the spend split into drivers (the others name their own cause)."""
 EVICT_SHARE = 0.1  # of max_series, evicted at once when full, so eviction is rare
@@ -179,8 +179,9 @@ class Engine:
                 s.retries += 1
             if ev.status != "ok":
                 s.errors += 1
-            if s.tier is not None:
-                f.tiers[s.tier] = f.tiers.get(s.tier, 0) + 1
+            if s.tier in WATCHED_TIERS:
+                model_name = ev.model
+                f.tiers[model_name] = f.tiers.get(model_name, 0) + 1
             micro = -1.0 if cost is None else cost * MICRO
             for mon in s.per_request:  # inlined: the per-request models are most of the work
                 model = mon.model
@@ -285,6 +286,7 @@ class Engine:
         s = ModelSeries(key, ev.tier or self.prices.tier(ev.model), ev.ts, ev.category)
         self._new_monitors(s)
         f.members[key[-1]] = s
+        self._add_share_monitor(f, s)
         self.series[key] = s
         return s
 
@@ -303,8 +305,14 @@ class Engine:
     def _new_feature_monitors(self, f: FeatureSeries) -> None:
         labels = labels_of(f.key, ("team", "feature"))
         f.rates = monitors_for(self.rules, labels, FEATURE_METRICS, self.settings)
-        for tier in WATCHED_TIERS:
-            f.tier_mix[tier] = monitors_for(self.rules, {**labels, "tier": tier}, ("tier_mix",), self.settings)
+        for s in f.members.values():
+            self._add_share_monitor(f, s)
+
+    def _add_share_monitor(self, f: FeatureSeries, s: ModelSeries) -> None:
+        """A pricier model's share of its feature's requests: how a router's change shows when volume is flat."""
+        if s.tier in WATCHED_TIERS and s.key[-1] is not None:
+            labels = {**labels_of(s.key), "tier": s.tier}
+            f.tier_mix[s.key[-1]] = monitors_for(self.rules, labels, ("tier_mix",), self.settings)
 
     def _evict(self) -> None:
         """Drop the least recently seen tenth of the series: bounded memory, counted, never an OOM."""
@@ -372,11 +380,11 @@ class Engine:
             mon.model.update(f.n if mon.metric == "request_rate" else f.cost, ts)
             mon.model.advance(ts + 60)
             self._check(mon, None, f, ts + 60, out)
-        for tier, monitors in f.tier_mix.items():
+        for model, monitors in f.tier_mix.items():
             for mon in monitors:
-                mon.model.update(f.tiers.get(tier, 0), ts, trials=f.n)
+                mon.model.update(f.tiers.get(model, 0), ts, trials=f.n)
                 mon.model.close(ts + 60)
-                self._check(mon, None, f, ts + 60, out, tier)
+                self._check(mon, None, f, ts + 60, out, model)
         f.n, f.cost = 0, 0.0
         f.tiers.clear()
 
@@ -450,7 +458,10 @@ class Engine:
                 inc.related.append(name)
             self.merged += 1
             return
-        if mon.metric in RATES and abs(self._excess_now(mon, f, tier)) < SPEND_FLOOR_USD_PER_HOUR:
+        if mon.metric == "tier_mix" and self._excess_now(mon, f, tier) <= 0:
+            mon.paged = True  # traffic moving to a cheaper model saves money: nothing to page about
+            return
+        if mon.metric in FLOORED and abs(self._excess_now(mon, f, tier)) < SPEND_FLOOR_USD_PER_HOUR:
             return  # a doubling of pennies: rates page for dollars
         if mon.metric in DERIVED:
             if not mon.held_since:
@@ -472,8 +483,9 @@ class Engine:
             priced = self.prices.model_price(s.key[-1] or "") is not None
         else:
             labels = labels_of(f.key, ("team", "feature"))
-            if tier is not None:
-                labels["tier"] = tier
+            member = f.members.get(tier) if tier is not None else None
+            if member is not None:
+                labels |= {"model": tier, "tier": member.tier or ""}
             priced = any(self.prices.model_price(m.key[-1] or "") for m in f.members.values())
         target = s if s is not None else f
         excess = excess_per_hour(mon.metric, shift, target, self.prices, tier)
@@ -507,7 +519,7 @@ class Engine:
         lasted = ts - datetime.fromisoformat(alert.started_at).timestamp()
         how = (f"still {alert.ratio:.1f}× after {duration_words(lasted)}; accepted as the new normal" if accepted
                else f"back to normal after {duration_words(lasted)}")
-        title = TITLES[alert.metric].format(tier=alert.labels.get("tier", "premium"))
+        title = TITLES[alert.metric].format(tier=alert.labels.get("tier", "premium"), model=alert.labels.get("model"))
         summary = f"{title} for {where(alert.labels)} {how}"
         if alert.excess_cost_usd_per_hour:
             summary += f"; about {money(alert.excess_cost_usd_per_hour * lasted / 3600)} spent above normal in all"

@@ -68,10 +68,6 @@ def import_features(
 def _import_feature(state: dict[str, Any], new_monitors: Callable[[ModelSeries | FeatureSeries], None]) -> FeatureSeries:
     f = FeatureSeries((state["key"][0], state["key"][1]), int(state["minute"]))
     f.n, f.cost, f.tiers = int(state["n"]), float(state["cost"]), dict(state["tiers"])
-    new_monitors(f)
-    _restore(f.rates, state["rates"])
-    for tier, saved in state["tier_mix"].items():
-        _restore(f.tier_mix.get(tier, []), saved)
     for member in state["members"]:
         key = tuple(member["key"])
         s = ModelSeries(key, member["tier"], float(member["first_ts"]), member["category"])
@@ -79,6 +75,10 @@ def _import_feature(state: dict[str, Any], new_monitors: Callable[[ModelSeries |
         new_monitors(s)
         _restore(s.monitors(), member["monitors"])
         f.members[key[-1]] = s
+    new_monitors(f)  # after the members: a pricier member gets its share-of-requests monitor
+    _restore(f.rates, state["rates"])
+    for model, saved in state["tier_mix"].items():
+        _restore(f.tier_mix.get(model, []), saved)
     inc = state["incident"]
     if inc is not None:
         mon, series = _find(f, inc["where"])

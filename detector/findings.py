@@ -31,7 +31,7 @@ TITLES = {
     "retry_rate": "The share of retried requests",
     "error_rate": "The share of failed requests",
     "cache_hit_rate": "The prompt-cache hit share",
-    "tier_mix": "The share of requests on the {tier} tier",
+    "tier_mix": "The share of requests sent to {model} ({tier} tier)",
     "request_rate": "Requests per minute",
     "spend_rate": "Spend per hour",
 }
@@ -115,10 +115,10 @@ def excess_per_hour(metric: str, shift: Found, s: ModelSeries | FeatureSeries,
     return delta * requests_per_hour(s) * cost_per_request(s)
 
 
-def _tier_premium(f: FeatureSeries, tier: str | None) -> float:
-    """How much more a request on ``tier`` costs than one elsewhere in the feature (baseline)."""
-    inside = [m for m in f.members.values() if m.tier == tier]
-    outside = [m for m in f.members.values() if m.tier != tier]
+def _tier_premium(f: FeatureSeries, model: str | None) -> float:
+    """How much more a request on ``model`` costs than one elsewhere in the feature (baseline)."""
+    inside = [m for name, m in f.members.items() if name == model]
+    outside = [m for name, m in f.members.items() if name != model]
     return _mean_cost(inside) - _mean_cost(outside)
 
 
@@ -158,7 +158,7 @@ def finding(metric: str, shift: Found, labels: dict[str, str], excess: float,
     """The record's numbers and its one sentence."""
     observed, baseline = numbers(shift, metric)
     ratio = shift.ratio
-    title = TITLES[metric].format(tier=labels.get("tier", "premium"))
+    title = TITLES[metric].format(tier=labels.get("tier", "premium"), model=labels.get("model"))
     since = datetime.fromtimestamp(shift.onset_ts, UTC).strftime("%H:%M")
     median = "median " if isinstance(shift, Shift | Creep) else ""
     how = describe_ratio(ratio)

@@ -42,6 +42,7 @@ TAU2_FLOOR = 0.05**2
 _log1p = math.log1p
 SHIFT_MEMORY = 500  # requests that the level of an ongoing shift is averaged over
 HALF_LIFE_MINUTES = 24 * 60  # the baseline forgets by event time too, so slow series follow slow drift
+MIN_HALF_LIFE_MINUTES = 120  # ... but never faster than this, so a busy series cannot absorb a shift in minutes
 HOLD_S = 3600.0  # longest an undecided shift waits at the threshold for more evidence  # minute-to-minute wandering assumed even when none is seen
 
 
@@ -178,13 +179,15 @@ class LogLevelShift:
             excess = dev * dev - self.var / n
             self.tau2 = max(TAU2_FLOOR, self.tau2 + 0.01 * (excess - self.tau2))
             self._learn_persistence(dev / math.sqrt(self.var / n + self.tau2), 0.02)
-        # Forget n requests' worth, or the time since the last minute if that
-        # is more (half-lives: `half_life` requests, a day); ten times slower while a
+        # Forget n requests' worth (but no more than two hours' worth), or the
+        # time since the last minute if that is more (half-lives: `half_life`
+        # requests bounded below by two hours, a day); ten times slower while a
         # shift is suspected, so the baseline neither swallows an incident nor
         # stays frozen for hours on a slow series whose evidence dawdles.
         gap = self.minute - self.last_close if self.last_close else 1
         self.last_close = self.minute
-        keep = min((1.0 - self.alpha) ** n, 0.5 ** (gap / HALF_LIFE_MINUTES))
+        by_requests = max((1.0 - self.alpha) ** n, 0.5 ** (gap / MIN_HALF_LIFE_MINUTES))
+        keep = min(by_requests, 0.5 ** (gap / HALF_LIFE_MINUTES))
         a = (1.0 - keep) * (1.0 if calm else 0.1)
         self.mean += a * dev
         self.var += a * (self.m_sq / n - self.var)
