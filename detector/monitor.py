@@ -23,6 +23,7 @@ from detector.rules.ruleset import Rule, RuleSet
 Model = LogLevelShift | ProportionShift | SeasonalRate | SlowCreep
 
 CREEP_RULE = "builtin.input_tokens_drift"
+RATE_BUCKET_MINUTES = 60  # one visit of an hour of the day lets it judge: a runaway on day two is caught
 
 DERIVED = frozenset({"cost_per_request", "spend_rate"})
 """Metrics that move whenever a cause moves: they page only when no cause explains them."""
@@ -92,9 +93,9 @@ def default_model(metric: str, settings: Settings) -> Model:
     if metric in ("retry_rate", "error_rate", "tier_mix"):
         return ProportionShift(warmup=warmup)
     if metric == "request_rate":
-        return SeasonalRate(ratio_above=2.0)
+        return SeasonalRate(ratio_above=2.0, min_bucket_minutes=RATE_BUCKET_MINUTES)
     if metric == "spend_rate":
-        return SeasonalRate(ratio_above=2.0)
+        return SeasonalRate(ratio_above=2.0, min_bucket_minutes=RATE_BUCKET_MINUTES)
     raise ValueError(f"no built-in model for metric {metric!r}")
 
 
@@ -118,6 +119,6 @@ def model_for(rule: Rule, settings: Settings) -> Model | None:
                                       "cost_per_request"):
         return SlowCreep(min_ratio=spec.ratio_above, baseline_half_life_h=spec.window / 3600)
     if kind == "rate_shift":
-        return SeasonalRate(ratio_above=spec.ratio_above, ratio_below=spec.ratio_below,
+        return SeasonalRate(ratio_above=spec.ratio_above, ratio_below=spec.ratio_below, min_bucket_minutes=RATE_BUCKET_MINUTES,
                             min_ratio=min(1.5, spec.ratio_above or 1.5))
     return None
