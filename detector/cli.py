@@ -13,11 +13,9 @@ import time
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import click
 import orjson
-from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -29,6 +27,7 @@ from rich.progress import (
 
 from detector.alerts import print_messages
 from detector.alerts.cli import silence
+from detector.cli_support import prices_from, settings_from
 from detector.config import Settings
 from detector.detection_run import DetectionRun
 from detector.digest import week_of, write_digest
@@ -53,19 +52,12 @@ from detector.simulate import simulate as simulate_traffic
 err = Console(stderr=True, soft_wrap=True)
 
 
-def _settings(**flags: Any) -> Settings:
-    try:
-        return Settings(**{k: v for k, v in flags.items() if v is not None})
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise click.UsageError(f"bad setting: {problems}") from None
+def _settings(**flags: object) -> Settings:
+    return settings_from(Settings, **flags)
 
 
 def _prices(settings: Settings) -> PriceTable:
-    try:
-        return PriceTable.load(settings.prices)
-    except SpendwatchError as exc:
-        raise click.UsageError(str(exc)) from None
+    return prices_from(settings)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -6,9 +6,9 @@ import time
 from pathlib import Path
 
 import click
-from pydantic import ValidationError
 from slack_sdk import WebClient
 
+from detector.cli_support import settings_from as validated
 from detector.digest.publish import post_digest, write_digest
 from detector.digest.weeks import last_complete_week, parse_week
 from detector.errors import SpendwatchError
@@ -20,11 +20,7 @@ from detector.rules import RuleSet, load_rules_or_raise
 
 def settings_from(**flags: object) -> HistorySettings:
     """Settings from flags and ``SPENDWATCH_*`` variables; a bad value is a usage error naming it."""
-    try:
-        return HistorySettings(**{k: v for k, v in flags.items() if v is not None})
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise click.UsageError(f"bad setting: {problems}") from None
+    return validated(HistorySettings, **flags)
 
 
 def open_store(settings: HistorySettings) -> HistoryStore:

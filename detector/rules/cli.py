@@ -11,11 +11,11 @@ from pathlib import Path
 
 import click
 import orjson
-from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from detector.cli_support import prices_from, settings_from
 from detector.config import Settings
 from detector.errors import SpendwatchError
 from detector.events import Decoder
@@ -31,18 +31,11 @@ TEST_SUFFIX = "_test.yaml"
 
 
 def _settings(**flags: object) -> Settings:
-    try:
-        return Settings(**{k: v for k, v in flags.items() if v is not None})
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise click.UsageError(f"bad setting: {problems}") from None
+    return settings_from(Settings, **flags)
 
 
 def _prices(settings: Settings) -> PriceTable:
-    try:
-        return PriceTable.load(settings.prices)
-    except SpendwatchError as exc:
-        raise click.UsageError(str(exc)) from None
+    return prices_from(settings)
 
 
 @click.group("rules")
