@@ -48,6 +48,7 @@ from detector.simulate import (
     write_simulation,
 )
 from detector.simulate import simulate as simulate_traffic
+from streams.cli import produce, worker
 
 err = Console(stderr=True, soft_wrap=True)
 
@@ -303,3 +304,5 @@ main.add_command(silence)
 main.add_command(digest_command)
 main.add_command(export_group)
 main.add_command(history_group)
+main.add_command(worker)
+main.add_command(produce)

@@ -29,7 +29,9 @@ from detector.history import HistoryWriter
 from detector.pricing import PriceTable
 from detector.replay import ReplaySummary, replay_lines, tune_gc_for_streaming
 from detector.report import alert_line
+from detector.rules.loader import load_rules_or_raise
 from detector.rules.reloader import RuleReloader
+from detector.rules.ruleset import RuleSet
 
 PACKAGED_RULES = Path(__file__).parent / "data" / "rules" / "default.yaml"
 RELOAD_EVERY_S = 2.0  # wall-clock seconds between looks at the rule files during a long replay
@@ -44,6 +46,17 @@ def rule_paths(user: Iterable[Path]) -> list[Path]:
     user = list(user)
     names = {p.name for p in user if p.is_file()} | {c.name for p in user if p.is_dir() for c in p.iterdir()}
     return user if "default.yaml" in names else [PACKAGED_RULES, *user]
+
+
+def rules_in_force(settings: Settings, user: Iterable[Path] = ()) -> RuleSet:
+    """The rules a run starts with: packaged defaults, then ``SPENDWATCH_RULES_DIR`` and ``user``."""
+    paths = [*([settings.rules_dir] if settings.rules_dir else []), *user]
+    return load_rules_or_raise(rule_paths(paths))
+
+
+def engine_for(settings: Settings, prices: PriceTable) -> Engine:
+    """The engine ``replay`` and the stream worker both run: same settings, same rules, same answers."""
+    return Engine(prices, settings, rules=rules_in_force(settings))
 
 
 class DetectionRun:

@@ -1,0 +1,146 @@
+"""Build the faust app from settings: topics, the state table, the agents, the web pages.
+
+No processing logic here; :mod:`streams.agents` moves events and
+:mod:`streams.groups` runs them through ``detector``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from detector.detection_run import engine_for
+from detector.engine import Engine
+from detector.errors import ConfigError
+from detector.events import Decoder
+from detector.pricing import PriceTable
+from streams.agents import DecodeStep, Progress, attach_agents
+from streams.groups import GroupEngine, GroupRunner
+from streams.settings import StreamSettings
+from streams.tables import KeyedTable, declare_series_table
+from streams.topics import Topics, declare_topics
+from streams.web import Metrics, add_pages
+
+EngineFactory = Callable[[StreamSettings], GroupEngine]
+
+
+class StreamConfigError(ConfigError):
+    """The Kafka settings cannot work together (e.g. RocksDB chosen but not installed)."""
+
+
+@dataclass
+class StreamApp:
+    """The faust app and the parts a caller (the CLI, a test) may look at."""
+
+    app: faust.App
+    topics: Topics
+    table: faust.Table
+    runner: GroupRunner
+    metrics: Metrics
+    settings: StreamSettings
+
+
+def default_engine(settings: StreamSettings) -> Engine:
+    """The engine ``spendwatch replay`` builds, from the same settings."""
+    return engine_for(settings, PriceTable.load(settings.prices))
+
+
+def build_app(settings: StreamSettings, engine_factory: EngineFactory = default_engine) -> StreamApp:
+    """The worker's faust app, ready for ``faust.Worker``.
+
+    >>> sa = build_app(StreamSettings(broker="kafka://127.0.0.1:9092", partitions=2))
+    >>> sa.app.conf.id, sorted(sa.app.agents)[0], sa.table.name
+    ('spendwatch', 'spendwatch-decode', 'spendwatch-series-v1')
+    """
+    app = faust.App(settings.consumer_group, **_faust_options(settings))
+    topics = declare_topics(app, settings)
+    table = declare_series_table(app, settings)
+    keyed = KeyedTable(table)
+    runner = GroupRunner(engine_factory(settings), keyed)
+    metrics = Metrics()
+    progress = Progress()
+    attach_agents(app, topics, keyed, runner, DecodeStep(Decoder(settings), metrics), metrics, settings, progress)
+    metrics.watch_lag(lambda: _lag(app, progress))
+    add_pages(app, metrics, lambda: _health(app, runner))
+    return StreamApp(app, topics, table, runner, metrics, settings)
+
+
+def _faust_options(settings: StreamSettings) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "broker": settings.broker,
+        "store": _store(settings.store),
+        "datadir": str(settings.data_dir),
+        "autodiscover": False,
+        "topic_partitions": settings.partitions,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "consumer_auto_offset_reset": "earliest",
+        "web_bind": settings.web_host,
+        "web_port": settings.web_port,
+        "web_host": settings.web_host,
+    }
+    credentials = _credentials(settings)
+    if credentials is not None:
+        options["broker_credentials"] = credentials
+    if settings.producer_max_batch_bytes is not None:
+        options["producer_max_batch_size"] = settings.producer_max_batch_bytes
+    if settings.rebalance_timeout_s is not None:
+        options["broker_rebalance_timeout"] = settings.rebalance_timeout_s
+        options["broker_session_timeout"] = settings.rebalance_timeout_s
+        options["broker_heartbeat_interval"] = settings.rebalance_timeout_s / 10
+    return options
+
+
+def _store(url: str) -> str:
+    if url.startswith("rocksdb://") and importlib.util.find_spec("rocksdict") is None:
+        raise StreamConfigError(
+            f"store {url!r} needs the rocksdict package, which is not installed; "
+            "pip install rocksdict, or use SPENDWATCH_STORE=memory://"
+        )
+    return url
+
+
+def _credentials(settings: StreamSettings) -> Any:
+    context = None
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None)
+    if settings.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.sasl_username, password=settings.sasl_password,
+            mechanism=settings.sasl_mechanism, ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+def _lag(app: faust.App, progress: Progress) -> dict[tuple[str, int], int]:
+    """Highwater minus the next offset to read, for every partition this worker reads."""
+    lag: dict[tuple[str, int], int] = {}
+    try:
+        consumer = app.consumer
+        assigned = consumer.assignment()
+    except Exception:  # not started or mid-rebalance: nothing to report yet
+        return lag
+    for tp in assigned:
+        nxt = progress.next_offset.get((tp.topic, tp.partition))
+        try:
+            high = consumer.highwater(tp)
+        except Exception:  # no fetch from this partition yet
+            continue
+        if nxt is not None and high is not None:
+            lag[(tp.topic, tp.partition)] = max(0, high - nxt)
+    return lag
+
+
+def _health(app: faust.App, runner: GroupRunner) -> dict[str, Any]:
+    try:
+        assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
+    except Exception:  # not started yet
+        assigned = []
+    return {"status": "ok", "assigned": assigned, "groups": runner.groups, "keys": runner.keys()}

@@ -1,0 +1,96 @@
+"""The worker's health endpoint and Prometheus metrics, served by faust's web server.
+
+``GET /health`` answers 200 with what the worker holds; ``GET /metrics``
+answers in the Prometheus text format. Each app has its own registry, so two
+workers in one process (tests) never share counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    """Every figure the worker exposes, named ``spendwatch_*``.
+
+    >>> m = Metrics()
+    >>> m.processed.inc(3)
+    >>> b"spendwatch_events_processed_total 3.0" in m.exposition()
+    True
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.messages = Counter("spendwatch_messages", "usage messages read", registry=r)
+        self.processed = Counter("spendwatch_events_processed", "events run through detection", registry=r)
+        self.deadlettered = Counter(
+            "spendwatch_events_deadlettered", "events sent to the dead-letter topic, by reason code", ["code"],
+            registry=r,
+        )
+        self.duplicates = Counter("spendwatch_events_duplicate", "events dropped as a repeated request_id", registry=r)
+        self.skipped = Counter(
+            "spendwatch_events_redelivered", "events skipped because their state already holds them", registry=r
+        )
+        self.anomalies = Counter("spendwatch_anomalies", "anomaly records sent, by status", ["status"], registry=r)
+        self.latency = Histogram(
+            "spendwatch_batch_processing_seconds", "time to process one batch of keyed events",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
+        self.series = Gauge("spendwatch_series_tracked", "series whose state this worker holds", registry=r)
+        self.groups = Gauge("spendwatch_groups_tracked", "partition keys whose state this worker holds", registry=r)
+
+    def watch_lag(self, lag: Callable[[], dict[tuple[str, int], int]]) -> None:
+        """Report consumer lag per topic partition, computed when scraped."""
+        self.registry.register(_LagCollector(lag))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _LagCollector(Collector):
+    def __init__(self, lag: Callable[[], dict[tuple[str, int], int]]) -> None:
+        self._lag = lag
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "spendwatch_consumer_lag", "messages on the broker not yet read, by topic partition",
+            labels=["topic", "partition"],
+        )
+        for (topic, partition), lag in sorted(self._lag().items()):
+            family.add_metric([topic, str(partition)], lag)
+        yield family
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily("spendwatch_consumer_lag", "", labels=["topic", "partition"])
+
+
+def add_pages(app: faust.App, metrics: Metrics, health: Callable[[], dict[str, Any]]) -> None:
+    """Mount ``/health`` and ``/metrics`` on the app's web server."""
+
+    class HealthView(View):
+        async def get(self, request: Request) -> Response:
+            return self.json(health())
+
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+    app.page("/health", name="spendwatch-health")(HealthView)
+    app.page("/metrics", name="spendwatch-metrics")(MetricsView)

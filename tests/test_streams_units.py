@@ -1,0 +1,202 @@
+"""The stream worker's parts that need no broker: codecs, the group runner, settings, commands."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+from datetime import UTC
+from typing import Any
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from detector.anomaly import Anomaly
+from detector.engine import Engine
+from detector.events import Decoder, Event, GpuSample, LlmRequest, UsageSample
+from detector.pricing import PriceTable
+from detector.replay import replay_lines
+from detector.simulate import DEFAULT_START, parse_incident, simulate
+from detector.simulate.world import World
+from streams.app import StreamConfigError, build_app
+from streams.cli import produce, worker
+from streams.codecs import CodecError, Origin, Segment, dead_letter, decode_segments, pack_segments
+from streams.groups import GroupRunner
+from streams.producer import Batcher, bootstrap_servers
+from streams.settings import StreamSettings
+
+START = DEFAULT_START.replace(tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def incident_lines() -> list[bytes]:
+    """Two days of one team's traffic with a prompt doubling on the second day."""
+    sim = simulate(days=2, seed=3, start=START, world=World.default().only(team="growth"),
+                   incidents=[parse_incident("prompt_doubling@1d10h:team=growth", START)])
+    return list(sim.lines())
+
+
+def replayed(lines: list[bytes]) -> tuple[list[dict[str, Any]], Engine]:
+    engine = Engine(PriceTable.packaged())
+    records: list[dict[str, Any]] = []
+    replay_lines(lines, engine, Decoder(), on_anomaly=lambda a: records.append(a.to_dict()))
+    return records, engine
+
+
+def keyed(events: list[Event], first_offset: int = 0, per_message: int = 100) -> list[tuple[str, int, list[Segment]]]:
+    """Events as the repartition topic would carry them: one segment per source message."""
+    batch = []
+    for i in range(0, len(events), per_message):
+        chunk = events[i:i + per_message]
+        batch.append((Engine.partition_key(chunk[0]), 0, [Segment(0, first_offset + i // per_message, chunk)]))
+    return batch
+
+
+def decoded(lines: list[bytes]) -> list[Event]:
+    events, rejects = Decoder().decode_lines(lines)
+    assert not rejects
+    return events
+
+
+# -- codecs ---------------------------------------------------------------------------
+
+def test_keyed_batches_round_trip_every_event_type_exactly() -> None:
+    events: list[Event] = [
+        LlmRequest(ts=1.8e9 + 0.123, model="gpt-4o", input_tokens=7, output_tokens=2, cached_input_tokens=3,
+                   team="a", tags={"k": "v"}, cost_usd=0.1 + 0.2, latency_ms=12.5, status="error", attempt=2),
+        GpuSample(ts=1.8e9, node="n1", gpu="3", utilization=0.37, cluster="c", hourly_cost_usd=2.5),
+        UsageSample(ts=1.8e9, metric="vector_db_usd", value=3.2, unit="usd", category="embedding", team="a"),
+    ]
+    messages = pack_segments([Segment(2, 40, events), Segment(2, 41, events[:1])], max_events=2)
+    back = [s for m in messages for s in decode_segments(m)]
+    assert [(s.src_offset, s.part) for s in back] == [(40, 0), (40, 1), (41, 0)]
+    assert [ev for s in back for ev in s.events] == events + events[:1]
+
+
+def test_a_foreign_repartition_payload_says_what_it_found() -> None:
+    with pytest.raises(CodecError, match=r"expected \[\[partition, offset, part.*found b'\{\"x\": 1\}'"):
+        decode_segments(b'{"x": 1}')
+
+
+def test_dead_letters_keep_text_as_text_and_other_bytes_as_base64() -> None:
+    origin = Origin("spendwatch.usage", 3, 99)
+    text = orjson.loads(dead_letter(origin, "malformed_json", "not JSON", b"{oops"))
+    binary = orjson.loads(dead_letter(origin, "malformed_json", "not JSON", b"\x00\xff\xfe"))
+    assert text["raw"] == "{oops" and (text["topic"], text["partition"], text["offset"]) == ("spendwatch.usage", 3, 99)
+    assert base64.b64decode(binary["raw_base64"]) == b"\x00\xff\xfe" and "raw" not in binary
+
+
+# -- the group runner ------------------------------------------------------------------------
+
+def test_state_saved_in_the_table_carries_detection_across_workers(incident_lines: list[bytes]) -> None:
+    """Half the stream on one worker, the rest on a new one restored from the table: replay's answers."""
+    expected, _ = replayed(incident_lines)
+    assert any(r["status"] == "firing" for r in expected)
+    events = decoded(incident_lines)
+    half = len(events) // 2
+    table: dict[str, Any] = {}
+    got: list[Anomaly] = []
+    for events_part, first in ((events[:half], 0), (events[half:], 10_000)):
+        runner = GroupRunner(Engine(PriceTable.packaged()), table)  # a fresh worker each time
+        out = runner.run(keyed(events_part, first))
+        table.update(out.writes)
+        got += out.anomalies
+        assert out.processed == len(events_part) and not out.failures
+    assert [a.to_dict() for a in got] == expected
+
+
+def test_redelivered_segments_are_skipped_not_counted_twice(incident_lines: list[bytes]) -> None:
+    events = decoded(incident_lines[:3000])
+    table: dict[str, Any] = {}
+    runner = GroupRunner(Engine(PriceTable.packaged()), table)
+    table.update(runner.run(keyed(events)).writes)
+    key = Engine.partition_key(events[0])
+    saved = orjson.dumps(table[key])
+    again = GroupRunner(Engine(PriceTable.packaged()), table).run(keyed(events))  # a restart redelivers all
+    assert (again.processed, again.skipped) == (0, len(events))
+    assert orjson.dumps(again.writes.get(key, table[key])) == saved
+
+
+def test_an_event_that_raises_is_reported_and_the_rest_are_processed() -> None:
+    class Fragile(Engine):
+        def process_many(self, events: Any) -> list[Anomaly]:
+            batch = list(events)
+            if any(getattr(ev, "feature", None) == "bad" for ev in batch):
+                raise ZeroDivisionError("division by zero")
+            return super().process_many(batch)
+
+    good = [LlmRequest(ts=1.8e9 + i, model="gpt-4o", input_tokens=100, output_tokens=5, team="t") for i in range(5)]
+    bad = LlmRequest(ts=1.8e9 + 2.5, model="gpt-4o", input_tokens=100, output_tokens=5, team="t", feature="bad")
+    segment = Segment(0, 7, good[:3] + [bad] + good[3:])
+    out = GroupRunner(Fragile(PriceTable.packaged()), {}).run([("llm:t", 1, [segment])])
+    assert out.processed == 5 and len(out.failures) == 1
+    failure = out.failures[0]
+    assert (failure.event, failure.src_offset, failure.error) == (bad, 7, "ZeroDivisionError: division by zero")
+
+
+def test_revoked_partitions_forget_their_groups_and_a_bad_saved_value_dead_letters_its_events() -> None:
+    ev_a = LlmRequest(ts=1.8e9, model="gpt-4o", input_tokens=10, output_tokens=1, team="a")
+    ev_b = LlmRequest(ts=1.8e9, model="gpt-4o", input_tokens=10, output_tokens=1, team="b")
+    engine = Engine(PriceTable.packaged())
+    runner = GroupRunner(engine, {"llm:c": {"v": 0, "state": {}}})
+    runner.run([("llm:a", 0, [Segment(0, 1, [ev_a])]), ("llm:b", 3, [Segment(1, 1, [ev_b])])])
+    assert runner.revoke({3}) == 1
+    assert runner.keys() == ["llm:a"] and engine.has_group("llm:a") and not engine.has_group("llm:b")
+    out = runner.run([("llm:c", 0, [Segment(0, 2, [ev_a, ev_a])]), ("llm:a", 0, [Segment(0, 3, [ev_a])])])
+    assert out.processed == 1 and [f.code for f in out.failures] == ["state_restore_error"] * 2
+    assert "key 'llm:c': expected version 1" in out.failures[0].error and "found 0" in out.failures[0].error
+
+
+# -- settings, app, commands ------------------------------------------------------------------
+
+def test_settings_refuse_sasl_without_credentials_and_rocksdb_without_its_package() -> None:
+    with pytest.raises(ValueError, match="SASL_SSL needs sasl_username and sasl_password"):
+        StreamSettings(security_protocol="SASL_SSL")
+    with pytest.raises(ValueError, match="store"):
+        StreamSettings(store="redis://x")
+    if importlib.util.find_spec("rocksdict") is None:
+        with pytest.raises(StreamConfigError, match="needs the rocksdict package"):
+            build_app(StreamSettings(store="rocksdb://"))
+    else:
+        assert build_app(StreamSettings(store="rocksdb://")).app.conf.store.scheme == "rocksdb"
+
+
+def test_the_app_declares_versioned_names_and_never_pickles() -> None:
+    stream = build_app(StreamSettings(partitions=3, consumer_group="team-x"))
+    names = {t.get_topic_name() for t in vars(stream.topics).values()}
+    assert names == {"spendwatch.usage", "spendwatch.anomalies", "spendwatch.deadletter", "team-x-events-by-key-v1"}
+    assert stream.table.changelog_topic.get_topic_name() == "team-x-spendwatch-series-v1-changelog"
+    serializers = {stream.app.conf.value_serializer, stream.table.changelog_topic.value_serializer}
+    assert "pickle" not in serializers
+
+
+def test_worker_help_lists_every_setting_with_its_variable() -> None:
+    result = CliRunner().invoke(worker, ["--help"])
+    assert result.exit_code == 0
+    for name in StreamSettings.model_fields:
+        assert f"SPENDWATCH_{name.upper()}" in result.output
+    assert "--broker" in result.output
+
+
+def test_commands_name_the_bad_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPENDWATCH_PARTITIONS", "zero")
+    result = CliRunner().invoke(produce, ["events.jsonl"])
+    assert result.exit_code == 2 and "partitions" in result.output and "'zero'" in result.output
+    monkeypatch.delenv("SPENDWATCH_PARTITIONS")
+    missing = CliRunner().invoke(produce, ["/nonexistent/events.jsonl", "--broker", "kafka://127.0.0.1:1"])
+    assert missing.exit_code == 2 and "no such file" in missing.output
+
+
+def test_the_producer_keeps_each_keys_lines_together_and_bad_lines_alone() -> None:
+    def line(team: str, n: int) -> bytes:
+        return orjson.dumps({"ts": 1.8e9 + n, "model": "gpt-4o", "input_tokens": n, "output_tokens": 1, "team": team})
+
+    lines = [line("a", 1), line("b", 2), b"{not json", line("a", 3), b'{"ts": 1, "model": "m"}']
+    for framing in ("array", "ndjson"):
+        messages = list(Batcher(framing).messages(lines))  # type: ignore[arg-type]
+        by_key = {m.key: m for m in messages}
+        assert sorted(m.events for m in messages) == [1, 1, 1, 2]
+        a = Decoder().decode_payload(by_key[b'"llm:a"'].value)[0]
+        assert [ev.input_tokens for ev in a] == [1, 3]
+        assert {m.value for m in messages if m.key is None} == {b"{not json", b'{"ts": 1, "model": "m"}'}
+    assert bootstrap_servers("kafka://h1:1;kafka://h2:2") == "h1:1,h2:2"
