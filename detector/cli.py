@@ -49,6 +49,7 @@ from detector.simulate import (
 )
 from detector.simulate import simulate as simulate_traffic
 from streams.cli import produce, worker
+from streams.sink_cli import sink
 
 err = Console(stderr=True, soft_wrap=True)
 
@@ -306,3 +307,4 @@ main.add_command(export_group)
 main.add_command(history_group)
 main.add_command(worker)
 main.add_command(produce)
+main.add_command(sink)

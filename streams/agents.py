@@ -126,7 +126,7 @@ def attach_agents(
     async def decode_agent(stream: faust.StreamT) -> None:
         await _declare(topics)
         async for batch in stream.take_events(*take):
-            async with _or_exit("decode"):
+            async with or_exit("decode"):
                 messages = [(progress.read(e.message), e.value) for e in batch]
                 by_key, letters = decode.split(messages)
                 sends = [
@@ -141,7 +141,7 @@ def attach_agents(
     async def detect_agent(stream: faust.StreamT) -> None:
         await _declare(topics)
         async for batch in stream.take_events(*take):
-            async with _or_exit("detect"):
+            async with or_exit("detect"):
                 keyed, letters = [], []
                 for e in batch:
                     origin = progress.read(e.message)
@@ -205,7 +205,7 @@ async def _declare(topics: Topics) -> None:
 
 
 @asynccontextmanager
-async def _or_exit(agent: str) -> AsyncIterator[None]:
+async def or_exit(agent: str) -> AsyncIterator[None]:
     """A batch either completes or the process exits before its offsets are committed.
 
     faust acknowledges every event of a ``take_events`` batch even when the

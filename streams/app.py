@@ -57,7 +57,7 @@ def build_app(settings: StreamSettings, engine_factory: EngineFactory = default_
     >>> sa.app.conf.id, sorted(sa.app.agents)[0], sa.table.name
     ('spendwatch', 'spendwatch-decode', 'spendwatch-series-v1')
     """
-    app = faust.App(settings.consumer_group, **_faust_options(settings))
+    app = faust.App(settings.consumer_group, **faust_options(settings))
     topics = declare_topics(app, settings)
     table = declare_series_table(app, settings)
     keyed = KeyedTable(table)
@@ -70,7 +70,7 @@ def build_app(settings: StreamSettings, engine_factory: EngineFactory = default_
     return StreamApp(app, topics, table, runner, metrics, settings)
 
 
-def _faust_options(settings: StreamSettings) -> dict[str, Any]:
+def faust_options(settings: StreamSettings) -> dict[str, Any]:
     options: dict[str, Any] = {
         "broker": settings.broker,
         "store": _store(settings.store),

@@ -101,6 +101,20 @@ def start_worker(broker_url: str, tmp_path: Path, web_port: int, *, poison: bool
     return WorkerProcess(process, web_port, log)
 
 
+def start_sink(broker_url: str, tmp_path: Path, web_port: int, *, loglevel: str = "info",
+               **settings: str) -> WorkerProcess:
+    """``spendwatch sink`` as a process, with the same test-broker workarounds as the workers."""
+    env = {**os.environ, **TEST_BROKER_ENV, "PYTHONPATH": str(REPO), "SPENDWATCH_BROKER": broker_url,
+           "SPENDWATCH_WEB_PORT": str(web_port), "SPENDWATCH_DATA_DIR": str(tmp_path / f"sink-data-{web_port}")}
+    env.update({f"SPENDWATCH_{k.upper()}": v for k, v in settings.items()})
+    command = [sys.executable, "-c", "from streams.sink_cli import sink; sink()", "--loglevel", loglevel]
+    log = tmp_path / f"sink-{web_port}-{time.monotonic_ns()}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
+    return WorkerProcess(process, web_port, log)
+
+
 def _run_poisoned_worker() -> None:
     import faust
 
