@@ -22,6 +22,7 @@ import json
 import socket
 import struct
 import threading
+import time
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
@@ -148,7 +149,7 @@ class FakeSlack:
         return f"http://127.0.0.1:{self.port}{WEBHOOK_PATH}"
 
     def fail(self, method: str, kind: str, times: int = 1, retry_after: int = 0) -> None:
-        """Script failures for ``method``: kind is "429", "500", "503" or "reset"."""
+        """Script failures for ``method``: kind is "429", "500", "503", "reset" or "hang" (for ``retry_after`` s)."""
         with self._lock:
             self._failures.setdefault(method, deque()).extend([(kind, retry_after)] * times)
 
@@ -293,6 +294,11 @@ def _handler_for(slack: FakeSlack) -> type[BaseHTTPRequestHandler]:
             self._send(status, answer)
 
         def _fail(self, kind: str, retry_after: int) -> None:
+            if kind == "hang":
+                # Slack takes the request and says nothing for `retry_after` seconds, then drops it.
+                time.sleep(retry_after)
+                self.close_connection = True
+                return
             if kind == "reset":
                 # An abortive close: the client sees "connection reset by peer" instead of an answer.
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

@@ -102,9 +102,10 @@ def make_notifier(tmp_path):
     """Notifiers on one outbox file, all closed at the end (a new one is a worker restart)."""
     made: list[SlackNotifier] = []
 
-    def make(slack_or_url, clock: Clock, *, retries: int = 2, token: str = TOKEN, **kwargs) -> SlackNotifier:
+    def make(slack_or_url, clock: Clock, *, retries: int = 2, token: str = TOKEN, timeout: int = 5,
+             **kwargs) -> SlackNotifier:
         url = slack_or_url if isinstance(slack_or_url, str) else slack_or_url.api_url
-        client = WebClient(token=token, base_url=url, timeout=5, retry_handlers=retry_handlers(retries, FAST))
+        client = WebClient(token=token, base_url=url, timeout=timeout, retry_handlers=retry_handlers(retries, FAST))
         notifier = SlackNotifier(client, None, "#spend", Outbox(tmp_path / "outbox.db"), clock, **kwargs)
         made.append(notifier)
         return notifier
@@ -367,6 +368,19 @@ def test_slack_sdk_retries_rate_limits_server_errors_and_resets(kind, slack, mak
     assert report.delivered == ((anomaly(0).id, "firing"),)
     assert [c.answer for c in slack.calls("chat.postMessage")] == [kind, "ok"]
     assert len(slack.messages) == 1
+
+
+def test_a_slack_that_hangs_times_out_and_the_message_is_sent_once_later(slack, make_notifier):
+    clock = Clock(T0)
+    slack.fail("chat.postMessage", "hang", times=1, retry_after=2)
+    notifier = make_notifier(slack, clock, retries=0, timeout=1, backoff_s=30.0)
+    notifier.notify(anomaly(0))
+    report = notifier.deliver_pending()
+    [(key, _)] = report.failed
+    assert report.pending == 1 and slack.messages == [] and notifier.outbox.get(key).state != "delivered"
+    clock.t = T0 + 30
+    assert notifier.deliver_pending().delivered == (key,)
+    assert len(slack.messages) == 1 and notifier.outbox.get(key).state == "delivered"
 
 
 def test_when_retries_give_up_the_row_waits_with_backoff_and_is_sent_once(slack, make_notifier):
