@@ -1,0 +1,80 @@
+"""A faust worker whose agent does nothing: faust's own cost per message, the stream benchmark's reference.
+
+Run as a script (``python bench/stream_noop.py [--take]``), configured by the same
+``SPENDWATCH_*`` variables as ``spendwatch worker`` where they apply
+(broker, usage topic, consumer group, web port, data dir, rebalance
+timeout, batch size). The agent iterates over every message of the usage
+topic, one by one or (``--take``) in batches as the worker does, and only
+counts them; ``GET /count`` on the web port answers ``{"messages": N}``
+so the benchmark polls it the way it polls the worker's ``/metrics``.
+
+The app is configured like the worker's (:func:`streams.app.build_app`):
+raw keys and values, reading from the earliest offset, the same broker
+options, so that the difference between the two is spendwatch's own work.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import faust
+from faust.web import Request, Response, View
+
+from streams.settings import StreamSettings
+
+
+def build_noop_app(settings: StreamSettings, take: bool = False) -> tuple[faust.App, list[int]]:
+    """The do-nothing app and its message counter (a one-item list the agent increments).
+
+    ``take`` reads in batches (``stream.take_events`` with the worker's batch
+    settings), the way the worker's agents read; otherwise message by message.
+
+    >>> app, count = build_noop_app(StreamSettings(broker="kafka://127.0.0.1:9092", consumer_group="noop"))
+    >>> app.conf.id, sorted(app.agents), count
+    ('noop', ['bench-noop'], [0])
+    """
+    options = {
+        "broker": settings.broker,
+        "store": "memory://",
+        "datadir": str(settings.data_dir),
+        "autodiscover": False,
+        "topic_partitions": settings.partitions,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "consumer_auto_offset_reset": "earliest",
+        "web_bind": settings.web_host,
+        "web_port": settings.web_port,
+        "web_host": settings.web_host,
+    }
+    if settings.rebalance_timeout_s is not None:
+        options["broker_rebalance_timeout"] = settings.rebalance_timeout_s
+        options["broker_session_timeout"] = settings.rebalance_timeout_s
+        options["broker_heartbeat_interval"] = settings.rebalance_timeout_s / 10
+    app = faust.App(settings.consumer_group, **options)
+    topic = app.topic(settings.usage_topic, partitions=settings.partitions)
+    count = [0]
+
+    @app.agent(topic, name="bench-noop")
+    async def nothing(stream: faust.StreamT) -> None:
+        if take:
+            async for batch in stream.take_events(settings.batch_max, settings.batch_within_s):
+                count[0] += len(batch)
+        else:
+            async for _ in stream:
+                count[0] += 1
+
+    class CountView(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"messages": count[0]})
+
+    app.page("/count", name="bench-noop-count")(CountView)
+    return app, count
+
+
+def main() -> None:
+    app, _ = build_noop_app(StreamSettings(), take="--take" in sys.argv[1:])
+    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()

