@@ -51,7 +51,7 @@ from detector.ledger import SpendLedger
 from detector.llm_series import FeatureSeries, Incident, ModelSeries
 from detector.models.level_shift import SHIFTED
 from detector.models.seasonal_rate import SeasonalRate
-from detector.monitor import DERIVED, Monitor, monitors_for
+from detector.monitor import CREEP_RULE, DERIVED, Monitor, monitors_for
 from detector.pricing import PriceTable
 from detector.rules.evaluate import RuleEvaluator
 from detector.rules.records import Loudness
@@ -73,6 +73,7 @@ MODEL_METRICS = ("input_tokens_per_request", "output_tokens_per_request", "cost_
 FEATURE_METRICS = ("request_rate", "spend_rate")
 WATCHED_TIERS = ("premium", "standard")  # traffic moving *to* models of these tiers costs money
 DERIVED_HOLD_S = 180.0
+ECHO_S = 24 * 3600.0  # a slow-creep alarm this soon after an incident of its feature is that incident's echo
 SETTLED_S = 600.0  # a firing record splits its dollars into drivers only if the change is this old
 SPEND_FLOOR_USD_PER_HOUR = 0.10  # a rate change worth less than this is pennies, not a page
 FLOORED = frozenset({"spend_rate"})  # pages for dollars only; a request surge pages (as info) even on cheap models
@@ -156,7 +157,7 @@ class Engine:
             touched.add(f"llm:{ev.team or ''}")
             minute = int(ts // 60)
             if minute > s.minute or ev.category != s.category:
-                self._close_minute(s, f, out)
+                self._close_minute(s, f, out, ts if minute > s.minute else None)
                 s.minute = minute
                 s.category = ev.category
             if minute > f.minute:
@@ -182,17 +183,13 @@ class Engine:
             if s.tier in WATCHED_TIERS:
                 model_name = ev.model
                 f.tiers[model_name] = f.tiers.get(model_name, 0) + 1
-            micro = -1.0 if cost is None else cost * MICRO
-            for mon in s.per_request:  # inlined: the per-request models are most of the work
-                model = mon.model
-                metric = mon.metric
-                value = tokens if metric == INPUT else ev.output_tokens if metric == OUTPUT else micro
-                if value < 0:
-                    continue  # an unpriced request has no cost to learn from
-                was = model.phase
-                model.update(value, ts)
-                if was == SHIFTED or model.phase == SHIFTED:
-                    self._check(mon, s, f, ts, out)
+            # The per-request models get the minute's values at once when it closes.
+            if not s.buf_in:
+                s.buf_ts = ts
+            s.buf_in.append(tokens)
+            s.buf_out.append(ev.output_tokens)
+            if cost is not None:
+                s.buf_cost.append(cost * MICRO)
             if evaluator is not None:
                 out += evaluator.advance(ts)
                 out += evaluator.observe(ev, cost)
@@ -243,6 +240,7 @@ class Engine:
         for f in self._features_of(key):
             for s in f.members.values():
                 self._book(s)
+                self._feed_requests(s, f, [], None)  # the open minute's values travel in the models' sums
         samples = {name: s.to_state() for (k, name), s in self.samples.items() if k == key}
         return {"version": 1, "features": export_features(list(self._features_of(key))), "samples": samples}
 
@@ -342,8 +340,11 @@ class Engine:
         self._ledger.add_requests(s.category, team, model or "", s.n - n0, s.cost - cost0, s.unpriced - unpriced0)
         s.booked = (s.n, s.cost, s.unpriced)
 
-    def _close_minute(self, s: ModelSeries, f: FeatureSeries, out: list[Anomaly]) -> None:
-        """Judge the series' minute that ended: its shares, its profiles, its spend."""
+    def _close_minute(self, s: ModelSeries, f: FeatureSeries, out: list[Anomaly], now: float | None) -> None:
+        """Judge the series' minute that ended: its shares, its profiles, its spend, and (at ``now``,
+        the first event of a later minute) its per-request distributions."""
+        if now is not None:
+            self._feed_requests(s, f, out, now)
         if not s.n:
             return
         self._book(s)
@@ -367,6 +368,20 @@ class Engine:
             mon.model.close(ts + 60)
             self._check(mon, s, f, ts + 60, out)
         s.clear_minute()
+
+    def _feed_requests(self, s: ModelSeries, f: FeatureSeries, out: list[Anomaly], now: float | None) -> None:
+        """Hand the buffered minute to the per-request models; with ``now``, judge it."""
+        for mon in s.per_request:
+            metric = mon.metric
+            values = s.buf_in if metric == INPUT else s.buf_out if metric == OUTPUT else s.buf_cost
+            model = mon.model
+            was = model.phase
+            model.update_many(values, s.buf_ts)
+            if now is not None:
+                model.close(now)
+                if was == SHIFTED or model.phase == SHIFTED:
+                    self._check(mon, s, f, now, out)
+        s.buf_in, s.buf_out, s.buf_cost = [], [], []
 
     def _close_feature_minute(self, f: FeatureSeries, out: list[Anomaly]) -> None:
         """Judge the feature's minute that ended: its rates and its tier mix."""
@@ -458,6 +473,9 @@ class Engine:
                 inc.related.append(name)
             self.merged += 1
             return
+        if mon.rule_id == CREEP_RULE and f.last_resolved and ts - f.last_resolved < ECHO_S:
+            mon.paged = True  # the slow test still sees the incident that just ended
+            return
         if mon.metric == "tier_mix" and self._excess_now(mon, f, tier) <= 0:
             mon.paged = True  # traffic moving to a cheaper model saves money: nothing to page about
             return
@@ -533,6 +551,7 @@ class Engine:
         if inc.related:
             summary += f"; it also moved {', '.join(inc.related)}"
         f.incident = None
+        f.last_resolved = ts
         self.resolved += 1
         return alert.resolve(rfc3339(ts), summary, related=list(inc.related) or None, drivers=drivers)
 

@@ -29,7 +29,7 @@ def _export_feature(f: FeatureSeries) -> dict[str, Any]:
         "v": STATE_VERSION, "key": list(f.key), "minute": f.minute, "n": f.n, "cost": f.cost,
         "tiers": dict(f.tiers), "rates": [m.to_state() for m in f.rates],
         "tier_mix": {tier: [m.to_state() for m in ms] for tier, ms in f.tier_mix.items()},
-        "members": [s.to_state() for s in f.members.values()], "incident": None,
+        "members": [s.to_state() for s in f.members.values()], "incident": None, "last_resolved": f.last_resolved,
     }
     inc = f.incident
     if inc is not None:
@@ -68,6 +68,7 @@ def import_features(
 def _import_feature(state: dict[str, Any], new_monitors: Callable[[ModelSeries | FeatureSeries], None]) -> FeatureSeries:
     f = FeatureSeries((state["key"][0], state["key"][1]), int(state["minute"]))
     f.n, f.cost, f.tiers = int(state["n"]), float(state["cost"]), dict(state["tiers"])
+    f.last_resolved = float(state["last_resolved"])
     for member in state["members"]:
         key = tuple(member["key"])
         s = ModelSeries(key, member["tier"], float(member["first_ts"]), member["category"])

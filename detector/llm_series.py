@@ -81,6 +81,10 @@ class ModelSeries:
     __slots__ = (
         "baseline",
         "booked",
+        "buf_cost",
+        "buf_in",
+        "buf_out",
+        "buf_ts",
         "cached",
         "cached_sum",
         "category",
@@ -112,6 +116,10 @@ class ModelSeries:
         self.n = self.unpriced = self.retries = self.errors = 0
         self.cost = 0.0
         self.booked = (0, 0.0, 0)  # requests, dollars, unpriced of the open minute already in the ledger
+        self.buf_in: list[int] = []  # the open minute's values for the per-request models, and its first time
+        self.buf_out: list[int] = []
+        self.buf_cost: list[float] = []
+        self.buf_ts = ts
         self.input = self.output = self.cached = 0
         self.input_sum = self.cached_sum = 0  # all-time, for the cache share that prices input tokens
         self.month, self.month_cost = "", 0.0
@@ -191,7 +199,7 @@ class Incident:
 class FeatureSeries:
     """One (team, feature): its models' series, rates against the clock, tier mix, and its incident."""
 
-    __slots__ = ("cost", "incident", "key", "members", "minute", "n", "rates", "tier_mix", "tiers")
+    __slots__ = ("cost", "incident", "key", "last_resolved", "members", "minute", "n", "rates", "tier_mix", "tiers")
 
     def __init__(self, key: tuple[str | None, str | None], minute: int) -> None:
         self.key = key
@@ -203,6 +211,7 @@ class FeatureSeries:
         self.rates: list[Monitor] = []  # request_rate and spend_rate
         self.tier_mix: dict[str, list[Monitor]] = {}
         self.incident: Incident | None = None
+        self.last_resolved = 0.0  # event time its last incident ended: a slow test's late echo of it is no news
 
     def monitors(self) -> list[Monitor]:
         return self.rates + [m for ms in self.tier_mix.values() for m in ms]

@@ -88,6 +88,7 @@ def test_new_rules_taken_mid_stream_keep_what_the_series_learned(tmp_path):
         engine.process_many(LlmRequest(ts=T0 + minute * 60 + i * 2, model="gpt-4o", team="search",
                                        feature="answer", input_tokens=int(2000 * rng.lognormvariate(0, 0.4)),
                                        output_tokens=300) for i in range(30))
+    engine.export_group("llm:search")  # hands the open minute to the models, as a reload does
     series = engine.series[("search", "answer", "gpt-4o")]
     before = {m.rule_id: m.model.to_state() for m in series.per_request}
     engine.use_rules(loaded(tmp_path), T0 + 240 * 60)

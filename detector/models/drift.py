@@ -51,6 +51,7 @@ Phases as in :mod:`detector.models.level_shift`: ``learning`` (the first
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,6 +167,14 @@ class SlowCreep:
         self.h_n += 1
         self.h_sum += x
         self.h_sq += x * x
+
+    def update_many(self, values: Sequence[float], ts: float) -> None:
+        """:meth:`update` for each of ``values`` at ``ts`` (the engine hands over a minute at a time)."""
+        for value in values:
+            self.update(value, ts)
+
+    def close(self, ts: float) -> None:
+        """Nothing to do at a minute's end: an hour closes on the next hour's first value."""
 
     def _close(self, hour: int) -> None:
         """Fold the hour that just ended into both levels, then judge the gap between them."""

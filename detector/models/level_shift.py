@@ -31,6 +31,7 @@ Phases: ``learning`` (warm-up, never alerts) → ``watching`` → ``shifted``
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,6 +150,56 @@ class LogLevelShift:
         self.m_sum += rc
         self.m_sq += rc * rc
         self.m_raw += x
+
+    def update_many(self, values: Sequence[float], ts: float) -> None:
+        """:meth:`update` for each of ``values``, all at event time ``ts``, in one call.
+
+        The engine buffers a series' requests and hands the model a minute at
+        a time: the same sums, a fraction of the Python calls.
+
+        >>> a, b = LogLevelShift(warmup=10), LogLevelShift(warmup=10)
+        >>> for minute in range(30):
+        ...     values = [100.0 + i + minute % 3 for i in range(5)]
+        ...     a.update_many(values, minute * 60.0)
+        ...     for v in values:
+        ...         b.update(v, minute * 60.0)
+        >>> a.to_state() == b.to_state()
+        True
+        """
+        if not values:
+            return
+        minute = int(ts // 60)
+        if minute != self.minute:
+            if self.m_n:
+                self._close_minute(ts)
+            self.minute, self.m_first, self.m_n, self.m_sum, self.m_sq, self.m_raw = minute, ts, 0, 0.0, 0.0, 0.0
+        if self.phase == LEARNING:
+            for value in values:
+                self.n += 1
+                self._learn(_log1p(value))
+            return
+        center = self.shift_mean if self.phase == SHIFTED else self.mean
+        lim, nlim = self.lim, -self.lim
+        total = squares = raw = 0.0
+        for value in values:
+            x = _log1p(value)
+            r = x - center
+            rc = lim if r > lim else (max(r, nlim))
+            total += rc
+            squares += rc * rc
+            raw += x
+        count = len(values)
+        self.n += count
+        self.m_n += count
+        self.m_sum += total
+        self.m_sq += squares
+        self.m_raw += raw
+
+    def close(self, ts: float) -> None:
+        """Judge the open minute now (the caller knows no more of it will come); ``ts`` is now."""
+        if self.m_n:
+            self._close_minute(ts)
+            self.m_n, self.m_sum, self.m_sq, self.m_raw = 0, 0.0, 0.0, 0.0
 
     def _learn(self, x: float) -> None:
         delta = x - self.mean
