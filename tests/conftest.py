@@ -53,3 +53,9 @@ def real_traces() -> dict[str, list[bytes]]:
         "azure-conv": list(azure_lines("conv")),
         "mooncake": list(mooncake_lines()),
     }
+
+
+@pytest.fixture(autouse=True)
+def _history_in_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Commands that write the history store write it under the test's tmp_path, never into the checkout."""
+    monkeypatch.setenv("SPENDWATCH_DB_URL", f"sqlite:///{tmp_path / 'history.db'}")

@@ -1,0 +1,187 @@
+"""When a model's shift becomes a page: fire, merge, hold, resolve — one incident per feature.
+
+The first monitor of a (team, feature) to fire opens the feature's incident;
+monitors that fire while it lasts are merged into it and named in its
+``related``; a derived metric (cost per request, spend rate) waits a few
+minutes for a cause to explain it; a spend-rate change worth pennies, a move
+to a cheaper model and a slow test's late echo of an incident do not page.
+Records are priced (:mod:`detector.findings`) and, where the change is
+settled, split into drivers (:mod:`detector.drivers`).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from detector.anomaly import (
+    Anomaly,
+    anomaly_id,
+    duration_words,
+    money,
+    rfc3339,
+    severity_for,
+    where,
+)
+from detector.config import Settings
+from detector.drivers import decompose, describe_drivers
+from detector.findings import TITLES, excess_per_hour, finding, projected_month
+from detector.llm_series import FeatureSeries, Incident, ModelSeries
+from detector.models.level_shift import SHIFTED
+from detector.models.seasonal_rate import SeasonalRate
+from detector.monitor import CREEP_RULE, DERIVED, Monitor
+from detector.pricing import PriceTable
+from detector.series import labels_of
+
+DERIVED_HOLD_S = 180.0
+ECHO_S = 24 * 3600.0  # a slow-creep alarm this soon after an incident of its feature is that incident's echo
+SETTLED_S = 600.0  # a firing record splits its dollars into drivers only if the change is this old
+SPEND_FLOOR_USD_PER_HOUR = 0.10  # a rate change worth less than this is pennies, not a page
+FLOORED = frozenset({"spend_rate"})  # pages for dollars only; a request surge pages (as info) even on cheap models
+EXPLAINED = frozenset({"spend_rate", "request_rate", "cost_per_request", "tier_mix"})
+"""Metrics whose record carries the spend split into drivers (the others name their own cause)."""
+
+
+class Incidents:
+    """The alert side of the engine: turns monitors' phases into anomaly records, and counts them."""
+
+    def __init__(self, prices: PriceTable, settings: Settings) -> None:
+        self.prices = prices
+        self.settings = settings
+        self.fired = self.resolved = self.merged = 0
+
+    def check(self, mon: Monitor, s: ModelSeries | None, f: FeatureSeries, ts: float, out: list[Anomaly],
+               tier: str | None = None) -> None:
+        """Turn a monitor's phase into alert transitions: fire, merge, hold, resolve, re-baseline."""
+        model = mon.model
+        inc = f.incident
+        if model.phase == SHIFTED:
+            if not mon.paged:
+                self._on_shift(mon, s, f, ts, out, tier)
+            elif inc is not None and inc.monitor is mon and \
+                    ts - getattr(model, "shifted_at", mon.held_since or ts) >= self.settings.rebaseline_after_hours * 3600:
+                model.rebaseline(ts)
+                mon.paged = False
+                out.append(self._resolve(f, ts, accepted=True))
+            return
+        mon.held_since = 0.0
+        if mon.paged:
+            mon.paged = False
+            if inc is not None and inc.monitor is mon:
+                out.append(self._resolve(f, ts, accepted=False))
+
+    def _on_shift(self, mon: Monitor, s: ModelSeries | None, f: FeatureSeries, ts: float,
+                  out: list[Anomaly], tier: str | None) -> None:
+        inc = f.incident
+        if inc is not None:
+            mon.paged = True
+            name = mon.rule_id if s is None else f"{mon.rule_id} on {s.key[-1]}"
+            if name not in inc.related:
+                inc.related.append(name)
+            self.merged += 1
+            return
+        if mon.rule_id == CREEP_RULE and f.last_resolved and ts - f.last_resolved < ECHO_S:
+            mon.paged = True  # the slow test still sees the incident that just ended
+            return
+        if mon.metric == "tier_mix" and self._excess_now(mon, f, tier) <= 0:
+            mon.paged = True  # traffic moving to a cheaper model saves money: nothing to page about
+            return
+        if mon.metric in FLOORED and abs(self._excess_now(mon, f, tier)) < SPEND_FLOOR_USD_PER_HOUR:
+            return  # a doubling of pennies: rates page for dollars
+        if mon.metric in DERIVED:
+            if not mon.held_since:
+                mon.held_since = ts
+            if ts - mon.held_since < DERIVED_HOLD_S:
+                return
+        mon.paged = True
+        out.append(self._fire(mon, s, f, ts, tier))
+
+    def _excess_now(self, mon: Monitor, f: FeatureSeries, tier: str | None) -> float:
+        shift = mon.model.shift()
+        return 0.0 if shift is None else excess_per_hour(mon.metric, shift, f, self.prices, tier)
+
+    def _fire(self, mon: Monitor, s: ModelSeries | None, f: FeatureSeries, ts: float, tier: str | None) -> Anomaly:
+        shift = mon.model.shift()
+        assert shift is not None
+        if s is not None:
+            labels = labels_of(s.key)
+            priced = self.prices.model_price(s.key[-1] or "") is not None
+        else:
+            labels = labels_of(f.key, ("team", "feature"))
+            member = f.members.get(tier) if tier is not None else None
+            if member is not None:
+                labels |= {"model": tier, "tier": member.tier or ""}
+            priced = any(self.prices.model_price(m.key[-1] or "") for m in f.members.values())
+        target = s if s is not None else f
+        excess = excess_per_hour(mon.metric, shift, target, self.prices, tier)
+        month_cost = sum(m.month_cost for m in f.members.values()) if s is None else s.month_cost
+        spend_per_hour = sum(60 * m.recent.per_minute(1) for m in f.members.values()) if s is None \
+            else 60 * s.recent.per_minute(1)
+        projected = projected_month(month_cost, spend_per_hour, ts)
+        drivers = None
+        if mon.metric in EXPLAINED and ts - shift.onset_ts >= SETTLED_S:  # the recent profile has caught up
+            drivers = decompose(f.members.values(), self.prices,
+                                expected_requests=self.expected_requests(f, ts)) or None
+        found = finding(mon.metric, shift, labels, excess, projected, drivers, priced)
+        started = rfc3339(found.onset_ts)
+        record = Anomaly(
+            id=anomaly_id(mon.rule_id, labels, started), rule=mon.rule_id, metric=mon.metric, labels=labels,
+            severity=self._severity(mon, excess), status="firing", started_at=started,
+            detected_at=rfc3339(ts), resolved_at=None, observed=_round(found.observed),
+            baseline=_round(found.baseline), ratio=round(found.ratio, 3) if math.isfinite(found.ratio) else 0.0,
+            excess_cost_usd_per_hour=round(excess, 4),
+            projected_month_usd=None if projected is None else round(projected, 2),
+            summary=found.summary, runbook=self._runbook(mon, labels), drivers=drivers,
+        )
+        f.incident = Incident(record, mon, s)
+        self.fired += 1
+        return record
+
+    def _resolve(self, f: FeatureSeries, ts: float, *, accepted: bool) -> Anomaly:
+        inc = f.incident
+        assert inc is not None
+        alert = inc.record
+        lasted = ts - datetime.fromisoformat(alert.started_at).timestamp()
+        how = (f"still {alert.ratio:.1f}× after {duration_words(lasted)}; accepted as the new normal" if accepted
+               else f"back to normal after {duration_words(lasted)}")
+        title = TITLES[alert.metric].format(tier=alert.labels.get("tier", "premium"), model=alert.labels.get("model"))
+        summary = f"{title} for {where(alert.labels)} {how}"
+        if alert.excess_cost_usd_per_hour:
+            summary += f"; about {money(alert.excess_cost_usd_per_hour * lasted / 3600)} spent above normal in all"
+        drivers = alert.drivers
+        if inc.minutes:
+            expected = inc.expected / inc.minutes if inc.expected else None
+            drivers = decompose(f.members.values(), self.prices, expected_requests=expected,
+                                recent=inc.per_minute()) or drivers
+            if drivers:
+                summary += f" ({describe_drivers(drivers)} while it lasted)"
+        if inc.related:
+            summary += f"; it also moved {', '.join(inc.related)}"
+        f.incident = None
+        f.last_resolved = ts
+        self.resolved += 1
+        return alert.resolve(rfc3339(ts), summary, related=list(inc.related) or None, drivers=drivers)
+
+    @staticmethod
+    def expected_requests(f: FeatureSeries, ts: float) -> float | None:
+        """Requests per minute the clock expects of the feature now (seasonal), if its rate model knows."""
+        for mon in f.rates:
+            if mon.metric == "request_rate" and isinstance(mon.model, SeasonalRate):
+                return mon.model.expected(ts)
+        return None
+
+    def _severity(self, mon: Monitor, excess: float) -> str:
+        if mon.rule is not None and mon.rule.severity != "auto":
+            return mon.rule.severity
+        return severity_for(excess, self.settings.critical_usd_per_hour, self.settings.warning_usd_per_hour)
+
+    @staticmethod
+    def _runbook(mon: Monitor, labels: dict[str, str]) -> str | None:
+        if mon.rule is None or "runbook" not in mon.rule.annotations:
+            return None
+        return mon.rule.annotate(labels, {}).get("runbook")
+
+
+
+def _round(v: float) -> float:
+    return round(v, 6) if abs(v) < 1 else round(v, 2)
