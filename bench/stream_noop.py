@@ -20,6 +20,7 @@ import sys
 import faust
 from faust.web import Request, Response, View
 
+from streams.app import faust_options
 from streams.settings import StreamSettings
 
 
@@ -33,23 +34,7 @@ def build_noop_app(settings: StreamSettings, take: bool = False) -> tuple[faust.
     >>> app.conf.id, sorted(app.agents), count
     ('noop', ['bench-noop'], [0])
     """
-    options = {
-        "broker": settings.broker,
-        "store": "memory://",
-        "datadir": str(settings.data_dir),
-        "autodiscover": False,
-        "topic_partitions": settings.partitions,
-        "key_serializer": "raw",
-        "value_serializer": "raw",
-        "consumer_auto_offset_reset": "earliest",
-        "web_bind": settings.web_host,
-        "web_port": settings.web_port,
-        "web_host": settings.web_host,
-    }
-    if settings.rebalance_timeout_s is not None:
-        options["broker_rebalance_timeout"] = settings.rebalance_timeout_s
-        options["broker_session_timeout"] = settings.rebalance_timeout_s
-        options["broker_heartbeat_interval"] = settings.rebalance_timeout_s / 10
+    options = {**faust_options(settings), "store": "memory://"}  # the worker's options: only the work differs
     app = faust.App(settings.consumer_group, **options)
     topic = app.topic(settings.usage_topic, partitions=settings.partitions)
     count = [0]

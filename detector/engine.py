@@ -30,7 +30,7 @@ from detector.anomaly import Anomaly
 from detector.config import Settings
 from detector.engine_state import export_features, import_features
 from detector.events import Event, GpuSample, LlmRequest, UsageSample
-from detector.findings import MICRO, requests_per_hour
+from detector.findings import MICRO
 from detector.incidents import Incidents
 from detector.ledger import SpendLedger
 from detector.llm_series import FeatureSeries, ModelSeries
@@ -432,10 +432,6 @@ class Engine:
                 self.incidents.resolved += 1
             out.append(record)
 
-    def requests_per_hour(self, key: tuple[str | None, ...]) -> float:
-        """Recent requests per hour of a series (0 when unknown): what alerts price with."""
-        s = self.series.get(key)
-        return requests_per_hour(s) if s is not None else 0.0
 
 
 def _month_span(ts: float) -> tuple[str, float, float]:

@@ -18,7 +18,6 @@ stays "normal".
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from detector.anomaly import Anomaly
@@ -212,11 +211,3 @@ class FeatureSeries:
         self.tier_mix: dict[str, list[Monitor]] = {}
         self.incident: Incident | None = None
         self.last_resolved = 0.0  # event time its last incident ended: a slow test's late echo of it is no news
-
-    def monitors(self) -> list[Monitor]:
-        return self.rates + [m for ms in self.tier_mix.values() for m in ms]
-
-
-def minutes_between(a: float, b: float) -> float:
-    """Whole minutes from ``a`` to ``b``, at least one (for rates of a young series)."""
-    return max(1.0, math.floor((b - a) / 60))

@@ -11,7 +11,7 @@ import asyncio
 import sys
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -29,12 +29,13 @@ from detector.inputs import open_events
 from streams.settings import StreamSettings
 
 err = Console(stderr=True, soft_wrap=True)
+S = TypeVar("S", bound=StreamSettings)
 
 
-def settings_help() -> str:
-    """Every setting, its variable and default, for the ``--help`` epilog."""
+def settings_help(cls: type[StreamSettings] = StreamSettings) -> str:
+    """Every setting of ``cls``, its variable and default, for the ``--help`` epilog."""
     rows = []
-    for name, field in StreamSettings.model_fields.items():
+    for name, field in cls.model_fields.items():
         if field.repr is False:
             default = " (secret)"
         else:
@@ -43,10 +44,10 @@ def settings_help() -> str:
     return "\b\nSettings (environment variables):\n" + "\n".join(rows)
 
 
-def load_settings(**flags: Any) -> StreamSettings:
+def load_settings(cls: type[S] = StreamSettings, **flags: Any) -> S:  # type: ignore[assignment]
     """Flags over ``SPENDWATCH_*`` variables over defaults; a bad value is a usage error naming the setting."""
     try:
-        return StreamSettings(**{k: v for k, v in flags.items() if v is not None})
+        return cls(**{k: v for k, v in flags.items() if v is not None})
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors()

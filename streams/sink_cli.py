@@ -9,42 +9,24 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from pydantic import ValidationError
 
 from detector.errors import SpendwatchError
+from streams.cli import load_settings, settings_help
 from streams.sink import SinkSettings
 
 
-def sink_settings_help() -> str:
-    """Every setting, its variable and default, for the ``--help`` epilog."""
-    rows = []
-    for name, field in SinkSettings.model_fields.items():
-        if field.repr is False:
-            default = " (secret)"
-        else:
-            default = "" if field.default is None else f" [default: {field.default}]"
-        rows.append(f"  SPENDWATCH_{name.upper()}: {field.description or ''}{default}")
-    return "\b\nSettings (environment variables):\n" + "\n".join(rows)
-
-
 def load_sink_settings(**flags: Any) -> SinkSettings:
-    """Flags over ``SPENDWATCH_*`` variables over defaults; a bad value is a usage error naming the setting.
+    """The sink's settings: flags over ``SPENDWATCH_*`` variables over defaults; a bad value is a usage error.
 
     >>> load_sink_settings(partitions=0)
     Traceback (most recent call last):
     ...
     click.exceptions.UsageError: bad setting: partitions: Input should be greater than or equal to 1 (got 0)
     """
-    try:
-        return SinkSettings(**{k: v for k, v in flags.items() if v is not None})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors()
-        )
-        raise click.UsageError(f"bad setting: {problems}") from None
+    return load_settings(SinkSettings, **flags)
 
 
-@click.command("sink", epilog=sink_settings_help(), context_settings={"max_content_width": 110})
+@click.command("sink", epilog=settings_help(SinkSettings), context_settings={"max_content_width": 110})
 @click.option("--broker", help="Kafka bootstrap URL, e.g. kafka://127.0.0.1:9092 [SPENDWATCH_BROKER].")
 @click.option("--partitions", type=int, help="Partitions of the usage and anomalies topics [SPENDWATCH_PARTITIONS].")
 @click.option("--group", "consumer_group",
