@@ -119,12 +119,12 @@ def load_batched(broker: str, topic: str, lines: Sequence[bytes], chunk: int) ->
 def partition_shares(lines: Sequence[bytes], partitions: int) -> list[float]:
     """Share of the events on each partition of the worker's repartition topic (keyed by partition key).
 
-    The worker repartitions by ``Engine.partition_key`` (one key per team for
-    LLM requests), so a few busy keys can put most events on one partition,
+    The worker repartitions by ``Engine.partition_key`` (one key per team and
+    feature for LLM requests), so a few busy keys can put most events on one partition,
     whichever worker holds it: that bounds what more workers can gain.
 
     >>> line = b'{"ts": 1.8e9, "model": "m", "input_tokens": 5, "output_tokens": 1, "team": "%s"}'
-    >>> partition_shares([line % b"a"] * 3 + [line % b"b"], 2)
+    >>> partition_shares([line % b"a"] * 3 + [line % b"d"], 2)
     [0.25, 0.75]
     """
     batcher = Batcher("array")

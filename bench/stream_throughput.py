@@ -19,7 +19,7 @@ of the consumer process(es) and, apart, of the broker; "busy" is CPU seconds
 per second of wall clock (100 % = one core), which tells waiting from
 working. The machine has 2 shared cores and the broker runs on them too,
 which caps what two workers can gain; so does key skew: the worker
-repartitions by ``Engine.partition_key`` (one key per team), and the table
+repartitions by ``Engine.partition_key`` (one key per team and feature), and the table
 says how evenly the events fall on the repartition topic's partitions.
 
 Targets (issue 5): single-event worker ≥ 80 % of the do-nothing agent;

@@ -16,7 +16,9 @@ request, spend rate) waits a few minutes for a cause to explain it before it
 pages on its own.
 
 State for the stream worker is exported and imported per *partition key*
-(all features of a team share one), which is what the stream repartitions by.
+(a feature's, or a team's when a rule adds up a whole team; see
+:func:`detector.engine_state.group_key`), which is what the stream
+repartitions by.
 """
 
 from __future__ import annotations
@@ -25,10 +27,18 @@ import math
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 from detector.anomaly import Anomaly
 from detector.config import Settings
-from detector.engine_state import export_features, import_features
+from detector.engine_state import (
+    export_features,
+    feature_of_group,
+    group_key,
+    groups_by_feature,
+    import_features,
+    llm_group,
+)
 from detector.events import Event, GpuSample, LlmRequest, UsageSample
 from detector.findings import MICRO
 from detector.incidents import Incidents
@@ -78,7 +88,9 @@ class Engine:
         self.features: dict[tuple[str | None, str | None], FeatureSeries] = {}
         self.watermark = -math.inf
         self._month, self._month_start, self._month_end = "", math.inf, -math.inf
-        self._touched: set[str] = set()
+        self._touched: set[str] = set()  # partition keys of samples whose state changed
+        self._touched_features: set[tuple[str | None, str | None]] = set()
+        self.by_feature = groups_by_feature(rules)
         self.samples: dict[tuple[str, str], SampleSeries] = {}  # (partition key, series) of GPUs and usage lines
         self._nodes: dict[str, list[SampleSeries]] = {}  # a node's GPUs, which page together
         self.incidents = Incidents(prices, self.settings)
@@ -128,7 +140,7 @@ class Engine:
         rest happens when a minute closes.
         """
         out: list[Anomaly] = []
-        series, cost_of, touched, evaluator = self.series, self.prices.cost, self._touched, self.evaluator
+        series, cost_of, touched, evaluator = self.series, self.prices.cost, self._touched_features, self.evaluator
         watermark = self.watermark
         for ev in events:
             ts = ev.ts
@@ -143,8 +155,9 @@ class Engine:
             s = series.get(key)
             if s is None:
                 s = self._new_series(key, ev)
-            f = self.features[key[:2]]
-            touched.add(f"llm:{ev.team or ''}")
+            fkey = key[:2]
+            f = self.features[fkey]
+            touched.add(fkey)
             minute = int(ts // 60)
             if minute > s.minute or ev.category != s.category:
                 self._close_minute(s, f, out, ts if minute > s.minute else None)
@@ -193,8 +206,9 @@ class Engine:
     def use_rules(self, rules: RuleSet, now: float) -> list[Anomaly]:
         """Take new rules (hot reload): every series keeps what it learned under rule ids that stay."""
         self.rules = rules
-        for team in {fkey[0] for fkey in self.features}:
-            key = f"llm:{team or ''}"
+        self.by_feature = groups_by_feature(rules)
+        for fkey in list(self.features):
+            key = llm_group(fkey[0], fkey[1], by_feature=True)
             self.import_group(key, self.export_group(key))
         if self.evaluator is None:
             self.evaluator = self._evaluator(rules)
@@ -202,24 +216,21 @@ class Engine:
         return self.evaluator.use(rules, now)
 
     # -- state, for the stream worker ------------------------------------------
-    @staticmethod
-    def partition_key(ev: Event) -> str:
-        """The key a stream must repartition by: series that are judged together share it.
+    def partition_key(self, ev: Event) -> str:
+        """The key a stream must repartition by under the rules in force: series judged together share it.
 
-        >>> Engine.partition_key(LlmRequest(ts=0, model="m", input_tokens=1, output_tokens=1, team="search"))
-        'llm:search'
+        >>> engine = Engine(PriceTable.packaged())
+        >>> engine.partition_key(LlmRequest(ts=0, model="m", input_tokens=1, output_tokens=1, team="search"))
+        'llm:search/'
         """
-        if type(ev) is LlmRequest:
-            return f"llm:{ev.team or ''}"
-        if type(ev) is GpuSample:
-            return f"gpu:{ev.cluster or ''}/{ev.node or ''}"
-        if type(ev) is UsageSample:
-            return f"usage:{ev.metric}:{ev.team or ''}"
-        raise TypeError(f"not an event: {type(ev).__name__}")
+        return group_key(ev, self.by_feature)
 
     def take_touched(self) -> set[str]:
         """Partition keys whose state changed since the last call."""
         touched, self._touched = self._touched, set()
+        by_feature = self.by_feature
+        touched.update(llm_group(team, feature, by_feature) for team, feature in self._touched_features)
+        self._touched_features = set()
         return touched
 
     def has_group(self, key: str) -> bool:
@@ -257,10 +268,16 @@ class Engine:
         self._nodes.pop(key, None)
 
     def _features_of(self, key: str) -> Iterable[FeatureSeries]:
+        """The features under a partition key: one (or none) for a feature's key, all a team's for a team's."""
         if not key.startswith("llm:"):
             return ()
-        team = key[4:] or None
-        return (f for k, f in list(self.features.items()) if k[0] == team)
+        names = feature_of_group(key)
+        if names is not None:  # a name and None share a key, as "" does in the team's key
+            team, feature = names
+            found = [self.features.get((t, f)) for t in {team, team or None} for f in {feature, feature or None}]
+            return [f for f in found if f is not None]
+        team = unquote(key[4:]) or None
+        return (f for k, f in list(self.features.items()) if (k[0] or None) == team)
 
     # -- series -------------------------------------------------------------------
     def _new_series(self, key: tuple[str | None, ...], ev: LlmRequest) -> ModelSeries:

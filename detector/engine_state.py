@@ -11,12 +11,77 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote, unquote
 
 from detector.anomaly import Anomaly
+from detector.events import Event, GpuSample, LlmRequest, UsageSample
 from detector.llm_series import FeatureSeries, Incident, ModelSeries
 from detector.monitor import Monitor
+from detector.rules.ruleset import RuleSet
 
 STATE_VERSION = 1
+SAMPLE_METRICS = frozenset({"gpu_utilization"})
+
+
+def group_key(ev: Event, by_feature: bool = True) -> str:
+    """The partition key of an event: series judged together share it and live on one worker.
+
+    An LLM request's key is its (team, feature), everything its feature's
+    incident and rates need; with ``by_feature`` off, its team (when a rule
+    adds up a whole team's requests). A GPU sample's is its node, a usage
+    sample's its metric and team.
+
+    >>> ev = LlmRequest(ts=0, model="m", input_tokens=1, output_tokens=1, team="search", feature="a/b")
+    >>> group_key(ev), group_key(ev, by_feature=False)
+    ('llm:search/a%2Fb', 'llm:search')
+    """
+    if type(ev) is LlmRequest:
+        return llm_group(ev.team, ev.feature, by_feature)
+    if type(ev) is GpuSample:
+        return f"gpu:{ev.cluster or ''}/{ev.node or ''}"
+    if type(ev) is UsageSample:
+        return f"usage:{ev.metric}:{ev.team or ''}"
+    raise TypeError(f"not an event: {type(ev).__name__}")
+
+
+def llm_group(team: str | None, feature: str | None, by_feature: bool) -> str:
+    """The partition key of a (team, feature); names are %-quoted, so a "/" in one cannot fake another's key."""
+    if not by_feature:
+        return f"llm:{quote(team or '', safe='')}"
+    return f"llm:{quote(team or '', safe='')}/{quote(feature or '', safe='')}"
+
+
+def feature_of_group(key: str) -> tuple[str, str] | None:
+    """The (team, feature) names a feature-level key stands for; None for a team-level or other key.
+
+    >>> feature_of_group("llm:search/a%2Fb"), feature_of_group("llm:search")
+    (('search', 'a/b'), None)
+    """
+    if not key.startswith("llm:") or "/" not in key:
+        return None
+    team, feature = key[4:].split("/", 1)
+    return unquote(team), unquote(feature)
+
+
+def groups_by_feature(rules: RuleSet | None) -> bool:
+    """Can LLM series be grouped per feature, or does some rule add up more than one feature?
+
+    Anomaly rules judge one series or one feature. A threshold or budget rule
+    on LLM metrics whose ``by`` leaves out ``feature`` sums a team's (or
+    everyone's) requests, so those must meet on one worker: the key is then
+    the team.
+    """
+    if rules is None:
+        return True
+    for rule in rules.rules:
+        expr = rule.expr
+        if not rule.enabled or expr.anomaly is not None:
+            continue
+        if expr.metric in SAMPLE_METRICS or expr.metric.startswith("usage:"):
+            continue
+        if "feature" not in expr.by:
+            return False
+    return True
 
 
 def export_features(features: list[FeatureSeries]) -> list[dict[str, Any]]:

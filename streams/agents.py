@@ -20,14 +20,14 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 
-from detector.engine import Engine
+from detector.engine_state import group_key
 from detector.events import Decoder, Event
 from streams.codecs import (
     CodecError,
@@ -66,12 +66,14 @@ class Progress:
 class DecodeStep:
     """Usage messages → keyed batches for the repartition topic, and dead letters.
 
-    Keeps the decoder (it drops repeated request_ids) and the counters.
+    Keeps the decoder (it drops repeated request_ids) and the counters;
+    ``key_of`` is the engine's partition key under the rules in force.
     """
 
-    def __init__(self, decoder: Decoder, metrics: Metrics) -> None:
+    def __init__(self, decoder: Decoder, metrics: Metrics, key_of: Callable[[Event], str] = group_key) -> None:
         self.decoder = decoder
         self.metrics = metrics
+        self.key_of = key_of
         self._duplicates = decoder.duplicates
 
     def split(self, messages: list[tuple[Origin, bytes]]) -> tuple[dict[str, list[Segment]], list[bytes]]:
@@ -86,7 +88,7 @@ class DecodeStep:
                 letters.append(reject_letter(origin, reject) if not whole else dead_letter(
                     origin, reject.code, reject.reason, payload, reject.line))
                 self.metrics.deadlettered.labels(reject.code).inc()
-            for key, group in _group(origin, events, letters, self.metrics).items():
+            for key, group in _group(origin, events, letters, self.metrics, self.key_of).items():
                 by_key.setdefault(key, []).append(Segment(origin.partition, origin.offset, group))
         duplicates = self.decoder.duplicates
         if duplicates > self._duplicates:
@@ -95,11 +97,12 @@ class DecodeStep:
         return by_key, letters
 
 
-def _group(origin: Origin, events: list[Event], letters: list[bytes], metrics: Metrics) -> dict[str, list[Event]]:
+def _group(origin: Origin, events: list[Event], letters: list[bytes], metrics: Metrics,
+           key_of: Callable[[Event], str]) -> dict[str, list[Event]]:
     groups: dict[str, list[Event]] = {}
     for ev in events:
         try:
-            key = Engine.partition_key(ev)
+            key = key_of(ev)
         except Exception as exc:  # a bug of ours: this event goes to the dead-letter topic, the rest go on
             letters.append(dead_letter(origin, PROCESSING_ERROR, _error_text(exc), event_text(ev)))
             metrics.deadlettered.labels(PROCESSING_ERROR).inc()

@@ -1,7 +1,7 @@
 """Loading a JSONL file into the usage topic: ``spendwatch produce``.
 
 Lines are sent in batches, each batch split by partition key
-(``Engine.partition_key``) and every part sent as one message keyed by that
+(:func:`detector.engine_state.group_key`: one feature's requests) and every part sent as one message keyed by that
 key, so all events of a key travel through one partition in file order: the
 worker then sees them in the order ``spendwatch replay`` does. A line that is
 not a valid event goes alone and unkeyed, byte for byte, so the worker
@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from detector.engine import Engine
+from detector.engine_state import group_key
 from detector.events import Decoder
 from streams.settings import StreamSettings
 
@@ -88,7 +88,7 @@ class Batcher:
 
     def key_of(self, line: bytes) -> str | None:
         events, _ = self._decoder.decode_lines([line])
-        return Engine.partition_key(events[0]) if len(events) == 1 else None
+        return group_key(events[0]) if len(events) == 1 else None
 
     def messages(self, lines: list[bytes]) -> Iterator[Message]:
         groups: dict[str, list[bytes]] = {}

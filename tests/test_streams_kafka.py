@@ -29,7 +29,8 @@ from stream_worker import POISON_FEATURE, WorkerProcess, start_worker
 from detector.config import Settings
 from detector.detection_run import engine_for
 from detector.engine import Engine
-from detector.events import Decoder
+from detector.engine_state import group_key
+from detector.events import Decoder, LlmRequest
 from detector.pricing import PriceTable
 from detector.replay import replay_lines
 from detector.simulate import DEFAULT_START, parse_incident, simulate
@@ -56,6 +57,12 @@ def replay(lines: list[bytes]) -> tuple[list[dict[str, Any]], Engine]:
     records: list[dict[str, Any]] = []
     replay_lines(lines, engine, Decoder(), on_anomaly=lambda a: records.append(a.to_dict()))
     return records, engine
+
+
+def llm_keys(lines: list[bytes], team: str | None = None) -> set[str]:
+    """The partition keys of the requests in ``lines`` (one per feature), of one team or all."""
+    events, _ = Decoder().decode_lines(lines)
+    return {group_key(ev) for ev in events if type(ev) is LlmRequest and team in (None, ev.team)}
 
 
 def records_by_identity(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -154,7 +161,7 @@ def test_the_worker_sends_exactly_the_anomalies_replay_finds(broker: Broker, wor
     lag = wait_for("consumer lag to be reported", lambda: worker.metric("spendwatch_consumer_lag"), lambda n: n == 0)
     assert lag == 0 and 'spendwatch_consumer_lag{partition=' in worker.get("/metrics").decode()
     health = worker.health()
-    assert health["status"] == "ok" and set(health["keys"]) == {"llm:growth", "llm:research"}
+    assert health["status"] == "ok" and set(health["keys"]) == llm_keys(lines)
 
 
 def test_nothing_is_lost_bad_input_and_failing_events_go_to_the_dead_letter_topic(
@@ -242,7 +249,8 @@ def test_kill_9_and_restart_resume_with_state_and_lose_nothing(broker: Broker, w
     worker = workers()
     send_lines(broker, before)
     wait_for("the first part to be processed", lambda: handled(worker), lambda n: n >= len(before))
-    wait_for("the state to reach the changelog", lambda: saved_states(broker).get("llm:growth"),
+    target = min(llm_keys(before, "growth"))
+    wait_for("the state to reach the changelog", lambda: saved_states(broker).get(target),
              lambda v: v is not None and v["applied"])
     worker.kill(signal.SIGKILL)  # state written just before this must be there after the restart
 
@@ -262,10 +270,16 @@ def test_kill_9_and_restart_resume_with_state_and_lose_nothing(broker: Broker, w
     got = wait_for("every anomaly", lambda: records_by_identity(anomalies_on(broker)),
                    lambda g: g.keys() >= want.keys())
     assert record_differences(got, want) == []  # same ids, labels and detection times: baselines not relearned
-    final = orjson.loads(orjson.dumps(oracle.export_group("llm:growth")))
-    difference = wait_for("the final state", lambda: state_difference(saved_states(broker)["llm:growth"]["state"], final),
-                          lambda d: d is None)
-    assert difference is None  # every event applied exactly once, none lost
+    keys = llm_keys(lines)
+    final = {key: orjson.loads(orjson.dumps(oracle.export_group(key))) for key in keys}
+
+    def differences() -> list[str]:
+        saved = saved_states(broker)
+        return [f"{key}: {d}" for key in sorted(keys)
+                if (d := state_difference(saved[key]["state"], final[key]) if key in saved else "missing")]
+
+    difference = wait_for("the final state", differences, lambda d: not d)
+    assert difference == []  # every event applied exactly once, none lost, in every feature
 
 
 def test_two_workers_split_the_keys_and_one_takes_over_when_the_other_stops(broker: Broker, workers: Any) -> None:
@@ -277,11 +291,12 @@ def test_two_workers_split_the_keys_and_one_takes_over_when_the_other_stops(brok
     wait_for("both workers to account for the first part", lambda: handled(first) + handled(second),
              lambda n: n >= len(before))
     held = [set(first.health()["keys"]), set(second.health()["keys"])]
-    assert not held[0] & held[1] and held[0] | held[1] == {"llm:growth", "llm:research"}
+    keys = llm_keys(lines)
+    assert not held[0] & held[1] and held[0] | held[1] == keys
     assigned = [{p for p in w.health()["assigned"] if "by-key" in p} for w in (first, second)]
     assert not assigned[0] & assigned[1]
 
-    owner, other = (first, second) if "llm:growth" in held[0] else (second, first)
+    owner, other = (first, second) if llm_keys(lines, "growth") & held[0] else (second, first)
     owner.kill(signal.SIGTERM)
     wait_for("the other worker to take all partitions", lambda: other.health()["assigned"],
              lambda a: len([p for p in a if "by-key" in p]) == 4, timeout=45)
@@ -290,4 +305,4 @@ def test_two_workers_split_the_keys_and_one_takes_over_when_the_other_stops(brok
     got = wait_for("every anomaly", lambda: records_by_identity(anomalies_on(broker)),
                    lambda g: g.keys() >= want.keys())
     assert record_differences(got, want) == []
-    assert set(other.health()["keys"]) == {"llm:growth", "llm:research"}
+    assert set(other.health()["keys"]) == keys
