@@ -17,7 +17,7 @@ import numpy as np
 from bench.minutes import MinuteSums
 from bench.scoring import GRACE_S, Alert, Window
 from detector.config import Settings
-from detector.engine import Engine
+from detector.detection_run import engine_for
 from detector.events import Decoder, LlmRequest
 from detector.pricing import PriceTable
 from detector.replay import CHUNK_LINES
@@ -55,7 +55,8 @@ def observe(lines: Iterable[bytes], windows: Sequence[Window], start_s: float, m
     ``start_s`` and ``minutes`` give the span the per-minute sums cover.
     """
     prices = prices or PriceTable.packaged()
-    engine, decoder = Engine(prices, settings), Decoder(settings)
+    settings = settings or Settings()
+    engine, decoder = engine_for(settings, prices), Decoder(settings)  # the rules `spendwatch replay` runs
     sums = MinuteSums(prices, start_s, minutes)
     targets = {w.key: TargetRequests() for w in windows}
     hits: dict[tuple[str | None, ...], list[Window]] = {}

@@ -423,7 +423,7 @@ class Engine:
             if s is None:
                 labels = {k: v for k, v in (("cluster", ev.cluster), ("node", ev.node), ("gpu", ev.gpu),
                                             ("gpu_model", ev.gpu_model), ("team", ev.team)) if v}
-                s = self.samples[skey] = gpu_series(labels, hourly)
+                s = self.samples[skey] = gpu_series(labels, hourly, self.rules)
                 self._nodes.setdefault(key, []).append(s)
             s.model.update(ev.utilization, ev.ts, hourly_cost_usd=hourly)
         elif type(ev) is UsageSample:

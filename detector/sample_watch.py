@@ -26,6 +26,7 @@ from detector.config import Settings
 from detector.models.gpu_utilization import GpuShift, GpuUtilization
 from detector.models.level_shift import SHIFTED
 from detector.models.usage_metric import UsageMetric, UsageShift
+from detector.rules.ruleset import RuleSet
 
 GPU_RULE = "builtin.gpu_utilization"
 USAGE_RULE = "builtin.usage_sample"
@@ -36,13 +37,15 @@ NODE_HOLD_S = 90.0  # seconds a GPU's alarm waits for the rest of its node
 class SampleSeries:
     """One GPU or usage line: its model, its labels and its open alert."""
 
-    __slots__ = ("alert", "labels", "merged", "metric", "model", "pending", "unit")
+    __slots__ = ("alert", "labels", "merged", "metric", "model", "pending", "quiet", "unit")
 
-    def __init__(self, labels: dict[str, str], metric: str, unit: str, model: GpuUtilization | UsageMetric) -> None:
+    def __init__(self, labels: dict[str, str], metric: str, unit: str, model: GpuUtilization | UsageMetric,
+                 quiet: bool = False) -> None:
         self.labels = labels
         self.metric = metric
         self.unit = unit
         self.model = model
+        self.quiet = quiet  # its rule is switched off for these labels: it learns and prices, and never pages
         self.alert: Anomaly | None = None
         self.merged = False  # its shift is part of another GPU's record (same node)
         self.pending = 0.0  # event time its shift was first seen, while siblings get a chance to report
@@ -50,7 +53,7 @@ class SampleSeries:
     def to_state(self) -> dict[str, Any]:
         return {"labels": self.labels, "metric": self.metric, "unit": self.unit, "model": self.model.to_state(),
                 "alert": None if self.alert is None else self.alert.to_dict(), "merged": self.merged,
-                "pending": self.pending}
+                "pending": self.pending, "quiet": self.quiet}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> SampleSeries:
@@ -58,11 +61,31 @@ class SampleSeries:
         s = cls(dict(state["labels"]), state["metric"], state["unit"], kind.from_state(dict(state["model"])))
         s.alert = None if state["alert"] is None else Anomaly(**state["alert"])
         s.merged, s.pending = bool(state["merged"]), float(state["pending"])
+        s.quiet = bool(state.get("quiet", False))
         return s
 
 
-def gpu_series(labels: dict[str, str], hourly: float | None) -> SampleSeries:
-    return SampleSeries(labels, "gpu_utilization", "share", GpuUtilization(hourly_cost_usd=hourly or 0.0))
+def gpu_series(labels: dict[str, str], hourly: float | None, rules: RuleSet | None = None) -> SampleSeries:
+    """A GPU's series, its idle test set by the ``idle`` rule that selects it (``below``, ``for``).
+
+    Without rules the model's own defaults hold; with rules but none enabled
+    for this GPU, it is watched quietly (its idle dollars still count).
+
+    >>> from detector.detection_run import rules_in_force
+    >>> from detector.rules.ruleset import RuleSet
+    >>> gpu = {"cluster": "c", "node": "n", "gpu": "0"}
+    >>> gpu_series(gpu, 2.0, rules_in_force(Settings())).quiet, gpu_series(gpu, 2.0, RuleSet()).quiet
+    (False, True)
+    """
+    hourly = hourly or 0.0
+    if rules is None:
+        return SampleSeries(labels, "gpu_utilization", "share", GpuUtilization(hourly_cost_usd=hourly))
+    for rule in rules.for_series(labels, "gpu_utilization"):
+        spec = rule.expr.anomaly
+        if rule.enabled and spec is not None and getattr(spec, "model", None) == "idle":
+            model = GpuUtilization(hourly_cost_usd=hourly, floor=spec.below, sustain_minutes=max(1, round(spec.for_ / 60)))
+            return SampleSeries(labels, "gpu_utilization", "share", model)
+    return SampleSeries(labels, "gpu_utilization", "share", GpuUtilization(hourly_cost_usd=hourly), quiet=True)
 
 
 def usage_series(labels: dict[str, str], metric: str, unit: str) -> SampleSeries:
@@ -76,7 +99,7 @@ def judge_node(gpus: list[SampleSeries], s: SampleSeries, ts: float, settings: S
     same minute, report theirs; those in the same state then are named in
     ``related``, their dollars added, and they do not page on their own.
     """
-    shifted = s.model.phase == SHIFTED
+    shifted = s.model.phase == SHIFTED and not s.quiet
     if s.merged:
         s.merged = shifted
         return None
@@ -107,7 +130,7 @@ def judge_node(gpus: list[SampleSeries], s: SampleSeries, ts: float, settings: S
 
 def judge(s: SampleSeries, ts: float, settings: Settings) -> Anomaly | None:
     """The record a sample's update caused, if any: a new alert, or the end of one."""
-    shift = s.model.shift() if s.model.phase == SHIFTED else None
+    shift = s.model.shift() if s.model.phase == SHIFTED and not s.quiet else None
     if shift is not None and s.alert is None:
         s.alert = _fire(s, shift, ts, settings)
         return s.alert
