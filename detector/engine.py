@@ -24,7 +24,7 @@ repartitions by.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
@@ -132,70 +132,81 @@ class Engine:
         """Feed one event; return the records (firing or resolved) it caused."""
         return self.process_many((ev,))
 
-    def process_many(self, events: Iterable[Event]) -> list[Anomaly]:
+    def process_many(
+        self, events: Iterable[Event], on_error: Callable[[Event, Exception], None] | None = None
+    ) -> list[Anomaly]:
         """Feed events in order; return the records they caused, in order.
 
         One loop for the batch, because this is the hot path: per request
         only sums grow and the per-request models see one value each; the
-        rest happens when a minute closes.
+        rest happens when a minute closes. An event that raises stops the
+        batch, unless ``on_error`` takes it (the stream worker dead-letters
+        it and goes on with the next).
         """
         out: list[Anomaly] = []
         series, cost_of, touched, evaluator = self.series, self.prices.cost, self._touched_features, self.evaluator
         watermark = self.watermark
         for ev in events:
-            ts = ev.ts
-            watermark = max(watermark, ts)
-            if type(ev) is not LlmRequest:
-                self._sample(ev, out)
+            try:
+                ts = ev.ts
+                if ts > watermark:
+                    watermark = ts
+                if type(ev) is not LlmRequest:
+                    self._sample(ev, out)
+                    if evaluator is not None:
+                        out += evaluator.advance(ts)
+                        out += evaluator.observe(ev, None)
+                    continue
+                key = (ev.team, ev.feature, ev.model)
+                s = series.get(key)
+                if s is None:
+                    s = self._new_series(key, ev)
+                fkey = key[:2]
+                f = self.features[fkey]
+                touched.add(fkey)
+                minute = int(ts // 60)
+                if minute > s.minute or ev.category != s.category:
+                    self._close_minute(s, f, out, ts if minute > s.minute else None)
+                    s.minute = minute
+                    s.category = ev.category
+                if minute > f.minute:
+                    self._close_feature_minute(f, out)
+                    f.minute = minute
+                cost = cost_of(ev)
+                s.n += 1
+                f.n += 1
+                if cost is None:
+                    s.unpriced += 1
+                else:
+                    s.cost += cost
+                    f.cost += cost
+                tokens = ev.input_tokens
+                s.input += tokens
+                s.output += ev.output_tokens
+                cached = ev.cached_input_tokens
+                s.cached += cached
+                if ev.attempt > 1:
+                    s.retries += 1
+                if ev.status != "ok":
+                    s.errors += 1
+                if s.tier in WATCHED_TIERS:
+                    model_name = ev.model
+                    f.tiers[model_name] = f.tiers.get(model_name, 0) + 1
+                # The per-request models get the minute's values at once when it closes.
+                if not s.buf_in:
+                    s.buf_ts = ts
+                s.buf_in.append(tokens)
+                s.buf_out.append(ev.output_tokens)
+                if cost is not None:
+                    s.buf_cost.append(cost * MICRO)
                 if evaluator is not None:
                     out += evaluator.advance(ts)
-                    out += evaluator.observe(ev, None)
-                continue
-            key = (ev.team, ev.feature, ev.model)
-            s = series.get(key)
-            if s is None:
-                s = self._new_series(key, ev)
-            fkey = key[:2]
-            f = self.features[fkey]
-            touched.add(fkey)
-            minute = int(ts // 60)
-            if minute > s.minute or ev.category != s.category:
-                self._close_minute(s, f, out, ts if minute > s.minute else None)
-                s.minute = minute
-                s.category = ev.category
-            if minute > f.minute:
-                self._close_feature_minute(f, out)
-                f.minute = minute
-            cost = cost_of(ev)
-            s.n += 1
-            f.n += 1
-            if cost is None:
-                s.unpriced += 1
-            else:
-                s.cost += cost
-                f.cost += cost
-            tokens = ev.input_tokens
-            s.input += tokens
-            s.output += ev.output_tokens
-            cached = ev.cached_input_tokens
-            s.cached += cached
-            if ev.attempt > 1:
-                s.retries += 1
-            if ev.status != "ok":
-                s.errors += 1
-            if s.tier in WATCHED_TIERS:
-                model_name = ev.model
-                f.tiers[model_name] = f.tiers.get(model_name, 0) + 1
-            # The per-request models get the minute's values at once when it closes.
-            if not s.buf_in:
-                s.buf_ts = ts
-            s.buf_in.append(tokens)
-            s.buf_out.append(ev.output_tokens)
-            if cost is not None:
-                s.buf_cost.append(cost * MICRO)
-            if evaluator is not None:
-                out += evaluator.advance(ts)
-                out += evaluator.observe(ev, cost)
+                    out += evaluator.observe(ev, cost)
+            except Exception as exc:  # noqa: BLE001 - the caller decides: dead-letter the event, or stop
+                if on_error is None:
+                    self.watermark = watermark
+                    raise
+                on_error(ev, exc)
         self.watermark = watermark
         return out
 

@@ -2,7 +2,7 @@
 
 ::
 
-    spendwatch.usage ──decode──► <group>-events-by-key-v1 ──detect──► spendwatch.anomalies
+    spendwatch.usage ──decode──► <group>-events-by-key-v2 ──detect──► spendwatch.anomalies
           │ (raw bytes)     │ (partition key, keyed batch)       │ (anomaly id, Contract 3)
           └─ reject ────────┴──► spendwatch.deadletter ◄──────────┘ event that raised
 

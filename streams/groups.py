@@ -17,7 +17,7 @@ position already applied to the saved state is skipped instead of counted twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -36,7 +36,9 @@ NOTHING = (-1, -1)
 class GroupEngine(Protocol):
     """What the runner needs from :class:`detector.engine.Engine`."""
 
-    def process_many(self, events: Iterable[Event]) -> list[Anomaly]: ...
+    def process_many(
+        self, events: Iterable[Event], on_error: Callable[[Event, Exception], None] | None = None
+    ) -> list[Anomaly]: ...
     def take_touched(self) -> set[str]: ...
     def partition_key(self, ev: Event) -> str: ...
     def export_group(self, key: str) -> dict[str, Any]: ...
@@ -154,19 +156,14 @@ class GroupRunner:
         return applied
 
     def _process(self, segment: Segment, out: Outcome) -> None:
-        """Each event alone, so that one that raises is dead-lettered and the others are kept."""
-        process = self.engine.process_many
-        for ev in segment.events:
-            try:
-                records = process((ev,))
-            except Exception as exc:  # one bad event must not stop the stream
-                out.failures.append(
-                    Failure(segment.src_partition, segment.src_offset, ev, f"{type(exc).__name__}: {exc}")
-                )
-                continue
-            out.processed += 1
-            if records:
-                out.anomalies.extend(records)
+        """The segment in one call; an event that raises is dead-lettered and the others are kept."""
+        failed = len(out.failures)
+
+        def dead_letter(ev: Event, exc: Exception) -> None:  # one bad event must not stop the stream
+            out.failures.append(Failure(segment.src_partition, segment.src_offset, ev, f"{type(exc).__name__}: {exc}"))
+
+        out.anomalies += self.engine.process_many(segment.events, on_error=dead_letter)
+        out.processed += len(segment.events) - (len(out.failures) - failed)
 
 
 def _check_saved(key: str, saved: Any) -> None:

@@ -2,7 +2,7 @@
 
 * ``usage`` (``spendwatch.usage``): key anything (producers should key by
   team); value raw bytes: one event, a JSON array or JSON lines (Contract 1).
-* ``by_key`` (``<group>-events-by-key-v1``): key the partition key as a JSON
+* ``by_key`` (``<group>-events-by-key-v2``): key the partition key as a JSON
   string; value a keyed batch (:func:`streams.codecs.encode_segments`).
 * ``anomalies`` (``spendwatch.anomalies``): key the anomaly id (UTF-8); value
   a Contract 3 record (JSON).
@@ -22,14 +22,14 @@ import faust
 
 from streams.settings import StreamSettings
 
-REPARTITION_VERSION = "v1"
+REPARTITION_VERSION = "v2"  # v2: a segment names its events' type once
 
 
 def by_key_topic_name(settings: StreamSettings) -> str:
     """Named after the consumer group: two deployments on one cluster must not share it.
 
     >>> by_key_topic_name(StreamSettings(consumer_group="spendwatch"))
-    'spendwatch-events-by-key-v1'
+    'spendwatch-events-by-key-v2'
     """
     return f"{settings.consumer_group}-events-by-key-{REPARTITION_VERSION}"
 

@@ -123,18 +123,23 @@ def _run_poisoned_worker() -> None:
     from streams.app import build_app, default_engine
     from streams.settings import StreamSettings
 
-    class PoisonedEngine(Engine):
-        """The real engine, except that an event of the poison feature raises inside processing."""
+    class PoisonedPrices:
+        """The real price table, except that pricing a request of the poison feature raises (inside processing)."""
 
-        def process_many(self, events: Any) -> list[Any]:
-            batch: list[Event] = list(events)
-            if any(getattr(ev, "feature", None) == POISON_FEATURE for ev in batch):
+        def __init__(self, real: Any) -> None:
+            self.real = real
+
+        def cost(self, ev: Event) -> float | None:
+            if getattr(ev, "feature", None) == POISON_FEATURE:
                 raise RuntimeError("poisoned event")
-            return super().process_many(batch)
+            return self.real.cost(ev)  # type: ignore[no-any-return]
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.real, name)
 
     def engine(settings: StreamSettings) -> Engine:
         real = default_engine(settings)
-        return PoisonedEngine(real.prices, settings)
+        return Engine(PoisonedPrices(real.prices), settings)  # type: ignore[arg-type]
 
     stream = build_app(StreamSettings(), engine)
     faust.Worker(stream.app, loglevel="info", quiet=True).execute_from_commandline()
