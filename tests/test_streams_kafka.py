@@ -306,3 +306,27 @@ def test_two_workers_split_the_keys_and_one_takes_over_when_the_other_stops(brok
                    lambda g: g.keys() >= want.keys())
     assert record_differences(got, want) == []
     assert set(other.health()["keys"]) == keys
+
+
+def test_a_worker_on_rocksdb_restarts_from_its_own_disk_and_gives_replays_answers(
+        broker: Broker, workers: Any, tmp_path: Path) -> None:
+    lines = sim_lines("growth")
+    expected, _ = replay(lines)
+    before, after = split_at(lines, START + timedelta(days=1, hours=6))  # the incident starts at 1d10h
+    disk = tmp_path / "rocksdb-data"
+    worker = workers(store="rocksdb://", data_dir=str(disk))
+    send_lines(broker, before)
+    wait_for("the first part to be processed", lambda: handled(worker), lambda n: n >= len(before))
+    target = min(llm_keys(before, "growth"))
+    wait_for("the state to reach the table", lambda: saved_states(broker).get(target),
+             lambda v: v is not None and v["applied"])
+    worker.kill(signal.SIGTERM)
+    assert worker.process.returncode is not None
+    assert any(disk.rglob("CURRENT")), f"no RocksDB database under {disk}: {sorted(disk.rglob('*'))[:10]}"
+
+    worker = workers(store="rocksdb://", data_dir=str(disk))
+    send_lines(broker, after)
+    want = records_by_identity(expected)
+    got = wait_for("every anomaly", lambda: records_by_identity(anomalies_on(broker)),
+                   lambda g: g.keys() >= want.keys())
+    assert record_differences(got, want) == []  # the restarted worker judged the incident with its baselines
