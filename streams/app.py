@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,9 @@ from detector.errors import ConfigError
 from detector.events import Decoder
 from detector.pricing import PriceTable
 from streams.agents import DecodeStep, Progress, attach_agents
+from streams.codecs import anomaly_record
 from streams.groups import GroupEngine, GroupRunner
+from streams.rule_reload import RULES_POLL_S, WorkerRules
 from streams.settings import StreamSettings
 from streams.tables import KeyedTable, declare_series_table
 from streams.topics import Topics, declare_topics
@@ -68,7 +71,10 @@ def build_app(settings: StreamSettings, engine_factory: EngineFactory = default_
     decode = DecodeStep(Decoder(settings), metrics, engine.partition_key)
     attach_agents(app, topics, keyed, runner, decode, metrics, settings, progress)
     metrics.watch_lag(lambda: _lag(app, progress))
-    add_pages(app, metrics, lambda: _health(app, runner))
+    rules = WorkerRules(engine, settings, time.time()) if isinstance(engine, Engine) else None
+    if rules is not None:
+        _reload_rules_on_a_timer(app, topics, rules, metrics)
+    add_pages(app, metrics, lambda: _health(app, runner, rules))
     return StreamApp(app, topics, table, runner, metrics, settings)
 
 
@@ -140,9 +146,20 @@ def _lag(app: faust.App, progress: Progress) -> dict[tuple[str, int], int]:
     return lag
 
 
-def _health(app: faust.App, runner: GroupRunner) -> dict[str, Any]:
+def _reload_rules_on_a_timer(app: faust.App, topics: Topics, rules: WorkerRules, metrics: Metrics) -> None:
+    @app.timer(interval=RULES_POLL_S)
+    async def reload_rules() -> None:
+        for record in rules.poll(time.time()):
+            await topics.anomalies.send(key=record.id.encode(), value=anomaly_record(record))
+            metrics.anomalies.labels(record.status).inc()
+
+
+def _health(app: faust.App, runner: GroupRunner, rules: WorkerRules | None) -> dict[str, Any]:
     try:
         assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
     except Exception:  # not started yet
         assigned = []
-    return {"status": "ok", "assigned": assigned, "groups": runner.groups, "keys": runner.keys()}
+    health = {"status": "ok", "assigned": assigned, "groups": runner.groups, "keys": runner.keys()}
+    if rules is not None:
+        health["rules"] = rules.describe()
+    return health

@@ -330,3 +330,36 @@ def test_a_worker_on_rocksdb_restarts_from_its_own_disk_and_gives_replays_answer
     got = wait_for("every anomaly", lambda: records_by_identity(anomalies_on(broker)),
                    lambda g: g.keys() >= want.keys())
     assert record_differences(got, want) == []  # the restarted worker judged the incident with its baselines
+
+
+def test_a_running_worker_takes_changed_rule_files_and_answers_as_replay_with_them(
+        broker: Broker, workers: Any, tmp_path: Path) -> None:
+    from test_worker_rules import BASE, OFF, touch
+
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    touch(rules_dir / "base.yaml", BASE, 0)
+    lines = sim_lines("growth")
+    before, after = split_at(lines, START + timedelta(days=1, hours=6))  # the incident starts at 1d10h
+    as_shipped, _ = replay(lines)
+    worker = workers(rules_dir=str(rules_dir))
+    send_lines(broker, before)
+    wait_for("the first part to be processed", lambda: handled(worker), lambda n: n >= len(before))
+
+    touch(rules_dir / "growth.yaml", OFF, 1)  # the prompt-length rule off for the growth team
+    wait_for("the worker to take the new file", lambda: worker.health()["rules"]["files"],
+             lambda files: any(f["path"].endswith("growth.yaml") for f in files), timeout=30)
+    send_lines(broker, after)
+
+    with_file = tmp_path / "with-file"
+    with_file.mkdir()
+    touch(with_file / "base.yaml", BASE, 0)
+    touch(with_file / "growth.yaml", OFF, 1)
+    engine = engine_for(Settings(rules_dir=with_file), PriceTable.packaged())
+    expected: list[dict[str, Any]] = []
+    replay_lines(lines, engine, Decoder(), on_anomaly=lambda a: expected.append(a.to_dict()))
+    assert records_by_identity(expected) != records_by_identity(as_shipped)  # the file changes the answers
+    want = records_by_identity(expected)
+    got = wait_for("every anomaly", lambda: records_by_identity(anomalies_on(broker)),
+                   lambda g: g.keys() >= want.keys())
+    assert record_differences(got, want) == []
