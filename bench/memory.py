@@ -4,8 +4,10 @@ Feeds a few hundred warm series (three models per feature, as in most
 deployments) through the engine and prints the bytes Python holds per
 series (tracemalloc, so the interpreter's own objects count), the size of
 a series' exported state (what the stream worker keeps in its changelog),
-and, for comparison in the same run, a series carrying only the
-prompt-length model the engine started with.
+each kind of model's own share (the object, its arrays and lists; the
+parameters it shares with every model built alike are not counted), and,
+for comparison in the same run, a series carrying only the prompt-length
+model the engine started with.
 
     python bench/memory.py [--series 600] [--minutes 300]
 """
@@ -15,7 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import tracemalloc
+from array import array
+from collections import defaultdict
 
 from detector.config import Settings
 from detector.engine import Engine
@@ -63,6 +68,23 @@ def baseline_bytes(series: int, values: int) -> int:
     return held
 
 
+def model_bytes(engine: Engine) -> dict[str, tuple[int, float]]:
+    """Per kind of model: how many there are, and the bytes each holds on average (object, arrays, lists)."""
+    sizes: dict[str, list[int]] = defaultdict(list)
+    for f in engine.features.values():
+        monitors = [*f.rates, *(m for ms in f.tier_mix.values() for m in ms)]
+        monitors += [m for s in f.members.values() for m in s.monitors()]
+        for mon in monitors:
+            model = mon.model
+            held = sys.getsizeof(model)
+            for name in type(model).__slots__:
+                value = getattr(model, name, None)
+                if isinstance(value, array | list):
+                    held += sys.getsizeof(value)
+            sizes[type(model).__name__].append(held)
+    return {name: (len(v), sum(v) / len(v)) for name, v in sorted(sizes.items())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=600)
@@ -78,6 +100,10 @@ def main() -> None:
     print(f"engine memory per series, all models:   {held / engine.series_count:8,.0f} bytes")
     print(f"exported state per series (JSON):       {state / engine.series_count:8,.0f} bytes")
     print(f"baseline: one prompt-length model only: {base / args.series:8,.0f} bytes per series")
+    per_model = model_bytes(engine)
+    print("per model (object, arrays, lists):      "
+          + ", ".join(f"{name} {size:,.0f} B × {n / engine.series_count:.2f}"
+                      for name, (n, size) in per_model.items()))
     print("target (issue): <= 4,096 bytes per active series")
 
 

@@ -202,7 +202,7 @@ class Engine:
                 if evaluator is not None:
                     out += evaluator.advance(ts)
                     out += evaluator.observe(ev, cost)
-            except Exception as exc:  # noqa: BLE001 - the caller decides: dead-letter the event, or stop
+            except Exception as exc:  # the caller decides: dead-letter the event, or stop
                 if on_error is None:
                     self.watermark = watermark
                     raise

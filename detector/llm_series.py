@@ -18,6 +18,7 @@ stays "normal".
 
 from __future__ import annotations
 
+from array import array
 from typing import Any
 
 from detector.anomaly import Anomaly
@@ -28,13 +29,16 @@ RECENT_HALF_LIFE = 5.0  # minutes: "now" for pricing and drivers
 BASELINE_HALF_LIFE = 1440.0  # minutes: "normal"
 _R = 0.5 ** (1 / RECENT_HALF_LIFE)
 _B = 0.5 ** (1 / BASELINE_HALF_LIFE)
+_MINUTE, _WEIGHT, _SUMS = 0, 1, 2  # where a Profile keeps what
 
 
 class Profile:
     """Exponentially weighted per-minute sums; silent minutes count as zero.
 
     ``weight`` corrects the start-up bias, so a young profile reads as the
-    average of the minutes it has seen.
+    average of the minutes it has seen. Kept in one array of doubles
+    (minute, weight, then the sums of :data:`PROFILE_FIELDS`) and updated in
+    place: a series holds two, thousands of series are live.
 
     >>> p = Profile(0.5)
     >>> for minute in range(10):
@@ -43,35 +47,48 @@ class Profile:
     (2.0, 50.0)
     """
 
-    __slots__ = ("decay", "minute", "sums", "weight")
+    __slots__ = ("a", "decay")
 
     def __init__(self, decay: float) -> None:
         self.decay = decay
-        self.minute = -1
-        self.weight = 0.0
-        self.sums = [0.0] * len(PROFILE_FIELDS)
+        self.a = array("d", (-1.0, 0.0, *(0.0 for _ in PROFILE_FIELDS)))
+
+    @property
+    def minute(self) -> int:
+        return int(self.a[_MINUTE])
+
+    @property
+    def weight(self) -> float:
+        return self.a[_WEIGHT]
 
     def add(self, minute: int, values: tuple[float, ...]) -> None:
-        gap = minute - self.minute if self.minute >= 0 else 1
+        a = self.a
+        last = a[_MINUTE]
+        gap = minute - last if last >= 0 else 1
         keep = self.decay ** max(gap, 1)
         fresh = 1 - self.decay
-        self.weight = self.weight * keep + fresh
-        self.sums = [s * keep + v * fresh for s, v in zip(self.sums, values, strict=True)]
-        self.minute = minute
+        a[_WEIGHT] = a[_WEIGHT] * keep + fresh
+        for i, v in enumerate(values, _SUMS):
+            a[i] = a[i] * keep + v * fresh
+        a[_MINUTE] = minute
 
     def per_minute(self, i: int) -> float:
         """Field ``i`` per minute."""
-        return self.sums[i] / self.weight if self.weight > 0 else 0.0
+        a = self.a
+        return a[_SUMS + i] / a[_WEIGHT] if a[_WEIGHT] > 0 else 0.0
 
     def mean(self, i: int, per: int) -> float:
         """Field ``i`` per unit of field ``per`` (e.g. input tokens per request)."""
-        return self.sums[i] / self.sums[per] if self.sums[per] > 0 else 0.0
+        a = self.a
+        return a[_SUMS + i] / a[_SUMS + per] if a[_SUMS + per] > 0 else 0.0
 
     def to_state(self) -> list[Any]:
-        return [self.minute, self.weight, *self.sums]
+        return [self.minute, *self.a[_WEIGHT:]]
 
     def restore(self, state: list[Any]) -> None:
-        self.minute, self.weight, self.sums = int(state[0]), float(state[1]), [float(v) for v in state[2:]]
+        if len(state) != len(self.a):
+            raise ValueError(f"Profile state: expected {len(self.a)} numbers, got {len(state)}")
+        self.a = array("d", [float(v) for v in state])
 
 
 class ModelSeries:

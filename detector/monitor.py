@@ -10,8 +10,11 @@ model to learn and are evaluated by :mod:`detector.rules`.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
+from weakref import WeakValueDictionary
 
 from detector.config import Settings
 from detector.models.drift import SlowCreep
@@ -29,23 +32,59 @@ DERIVED = frozenset({"cost_per_request", "spend_rate"})
 """Metrics that move whenever a cause moves: they page only when no cause explains them."""
 
 
+@dataclass(frozen=True, slots=True, weakref_slot=True)
+class Watch:
+    """What a monitor watches and under which rule: one instance shared by every series the rule selects."""
+
+    rule: Rule | None
+    rule_id: str
+    metric: str
+
+
+_WATCHES: WeakValueDictionary[tuple[int, str, str], Watch] = WeakValueDictionary()
+
+
+def watch(rule: Rule | None, metric: str, rule_id: str) -> Watch:
+    """The shared :class:`Watch` of a rule on a metric (kept while a monitor uses it).
+
+    >>> watch(None, "error_rate", "builtin.error_rate") is watch(None, "error_rate", "builtin.error_rate")
+    True
+    """
+    key = (id(rule), rule_id, metric)  # the Watch holds the rule, so its id is not reused while the entry lives
+    found = _WATCHES.get(key)
+    if found is None:
+        found = _WATCHES[key] = Watch(rule, sys.intern(rule_id), sys.intern(metric))
+    return found
+
 
 class Monitor:
     """A rule's model on one series, and the alert it has open (if any).
 
     ``paged`` is set when the model's shift became an alert (or was merged
-    into another), so one shift pages once however long it lasts.
+    into another), so one shift pages once however long it lasts. The rule,
+    its id and the metric are the same on every series the rule watches, so
+    they live in one shared :class:`Watch`.
     """
 
-    __slots__ = ("held_since", "metric", "model", "paged", "rule", "rule_id")
+    __slots__ = ("held_since", "model", "paged", "watch")
 
     def __init__(self, rule: Rule | None, metric: str, model: Model, rule_id: str | None = None) -> None:
-        self.rule = rule
-        self.rule_id = rule.id if rule is not None else rule_id or f"builtin.{metric}"
-        self.metric = metric
+        self.watch = watch(rule, metric, rule.id if rule is not None else rule_id or f"builtin.{metric}")
         self.model = model
         self.paged = False
         self.held_since = 0.0  # event time a derived metric's shift was first seen waiting for a cause
+
+    @property
+    def rule(self) -> Rule | None:
+        return self.watch.rule
+
+    @property
+    def rule_id(self) -> str:
+        return self.watch.rule_id
+
+    @property
+    def metric(self) -> str:
+        return self.watch.metric
 
     def to_state(self) -> dict[str, Any]:
         return {"rule": self.rule_id, "model": self.model.to_state(), "paged": self.paged, "held": self.held_since}

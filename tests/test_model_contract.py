@@ -242,6 +242,23 @@ def test_warm_up_is_honoured_even_through_a_step(case):
     assert set(phases) == {LEARNING}, f"{case.name} left warm-up early: {sorted(set(phases))}"
 
 
+PACKED = [case for case in CASES if case.name in ("LogLevelShift", "ProportionShift", "SeasonalRate", "SlowCreep")]
+
+
+@pytest.mark.parametrize("case", PACKED, ids=lambda c: c.name)
+def test_packed_models_share_their_parameters_and_refuse_a_broken_state(case):
+    a, b = case.make(), case.make()
+    assert a.config is b.config  # one parameter object per distinct parameter set, not one per series
+    feed(a, case.stream(3, 1.0, MONDAY), MONDAY + HOUR)
+    state = a.to_state()
+    assert type(a).from_state(json.loads(json.dumps(state))).config is a.config
+    clock = "hour" if "hour" in state else "minute"
+    with pytest.raises(ValueError, match=rf"{case.name} state: missing \['{clock}'\]"):
+        type(a).from_state({k: v for k, v in state.items() if k != clock})
+    with pytest.raises(ValueError, match="phase: expected one of learning, watching, shifted; got 'paused'"):
+        type(a).from_state(dict(state, phase="paused"))
+
+
 def _take(inputs: Stream, until: float) -> Iterator[tuple[float, float]]:
     for value, ts in inputs:
         if ts >= until:

@@ -151,7 +151,7 @@ def test_silence_is_heard_through_advance_and_through_the_next_event(weeks):
 
 def test_a_gap_longer_than_the_back_fill_cap_is_not_evidence(weeks):
     start = 9 * DAY + 12 * 60
-    model = SeasonalRate.from_state(dict(weeks["state"], ratio_below=0.5, max_gap=5))
+    model = SeasonalRate.from_state(dict(weeks["state"], ratio_below=0.5, max_gap_minutes=5))
     feed(model, weeks["counts"][8 * DAY : start], first=8 * DAY)
     model.update(1.0, (MONDAY + start + 180) * 60.0)  # three hours of nothing: the source was off
     assert model.phase == WATCHING and model.score() == 0
@@ -296,7 +296,7 @@ def test_learned_noise_matches_the_generating_process():
     counts = rng.poisson(base * np.exp(log_wander)).astype(float)
     model = SeasonalRate()
     feed(model, counts)
-    a, b = noise_fit(model.n1, model.nm, model.nmm, model.ny, model.nym)
+    a, b = model.noise()
     assert a == pytest.approx(1.0, abs=0.25)
     assert b == pytest.approx(0.15**2, rel=0.5)  # includes the profile's own error, so a little above
     assert model.persistence() == pytest.approx((1 + 0.7) / (1 - 0.7), rel=0.5)

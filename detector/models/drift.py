@@ -52,13 +52,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from detector.models.state import restore_slots, slots_state
+from detector.models.state import (
+    Packed,
+    check_version,
+    config_state,
+    number,
+    one_of,
+    restore_config,
+    shared,
+)
 
 LEARNING, WATCHING, SHIFTED = "learning", "watching", "shifted"
-STATE_VERSION = 1
+STATE_VERSION = 2
 HOUR_S = 3600.0
 SPREAD_HALF_LIFE_H = 168.0  # hours over which the normal wandering of d is learned
 DAY_H = 24.0
@@ -89,6 +97,45 @@ class Creep:
         return self.ratio ** (1.0 / days) if self.ratio < math.inf else math.inf
 
 
+@dataclass(frozen=True, slots=True)
+class CreepConfig:
+    """A slow-creep test's parameters: one instance shared by every series with the same ones."""
+
+    warmup: int = 500
+    warmup_hours: int = 48
+    z: float = 4.0
+    min_ratio: float = 1.06
+    min_sd: float = 0.01
+    clip: float = 4.0
+    sustain_hours: int = 3
+    recent_half_life_h: float = 6.0
+    baseline_half_life_h: float = 168.0
+    worth: float = field(init=False)  # log(min_ratio): the smallest gap that matters
+
+    def __post_init__(self) -> None:
+        if self.min_ratio <= 1:
+            raise ValueError(f"SlowCreep min_ratio: expected > 1, got {self.min_ratio!r}")
+        if not 0 < self.recent_half_life_h < self.baseline_half_life_h:
+            raise ValueError(f"SlowCreep half-lives: expected 0 < recent < baseline, got "
+                             f"{self.recent_half_life_h!r}, {self.baseline_half_life_h!r}")
+        object.__setattr__(self, "worth", math.log(self.min_ratio))
+
+
+# The numbers of a SlowCreep, one double each (see detector.models.state).
+NUMBERS = Packed(
+    (
+        "n", "first_hour", "hour", "h_n", "h_sum", "h_sq", "lo", "hi", "rw", "rw2", "rx", "bw", "bx", "bq",
+        "dm", "dv", "dw", "held", "over", "up_since", "dn_since", "last_hour", "shift_dir", "shift_onset",
+    ),
+    ints=("n", "first_hour", "hour", "h_n", "held", "over", "last_hour", "shift_dir"),
+)  # fmt: skip
+(
+    N, FIRST_HOUR, HOUR, H_N, H_SUM, H_SQ, LO, HI, RW, RW2, RX, BW, BX, BQ,
+    DM, DV, DW, HELD, OVER, UP_SINCE, DN_SINCE, LAST_HOUR, SHIFT_DIR, SHIFT_ONSET,
+) = range(len(NUMBERS))  # fmt: skip
+NUMBERS.check(globals())
+
+
 class SlowCreep:
     """Online test of a slow, sustained drift of a positive, heavy-tailed quantity against a long baseline.
 
@@ -107,13 +154,12 @@ class SlowCreep:
     ...         creep, fired = m.shift(), ts
     >>> round(fired / 86400 - 3, 1), creep.direction, 1.05 < creep.ratio < 1.15   # days after the creep began
     (1.8, 1, True)
+
+    The numbers live in one array of doubles (``a``) and the parameters in
+    a :class:`CreepConfig` shared with every series built alike.
     """
 
-    __slots__ = (
-        "warmup", "warmup_hours", "z", "min_ratio", "min_sd", "clip", "sustain", "recent_hl", "base_hl",
-        "phase", "n", "first_hour", "hour", "h_n", "h_sum", "h_sq", "lo", "hi", "rw", "rw2", "rx", "bw", "bx", "bq",
-        "dm", "dv", "dw", "held", "over", "up_since", "dn_since", "last_hour", "shift_dir", "shift_onset",
-    )  # fmt: skip
+    __slots__ = ("a", "config", "phase")
 
     def __init__(
         self,
@@ -128,76 +174,101 @@ class SlowCreep:
         recent_half_life_h: float = 6.0,
         baseline_half_life_h: float = 168.0,
     ) -> None:
-        if min_ratio <= 1:
-            raise ValueError(f"SlowCreep min_ratio: expected > 1, got {min_ratio!r}")
-        if not 0 < recent_half_life_h < baseline_half_life_h:
-            raise ValueError(f"SlowCreep half-lives: expected 0 < recent < baseline, got {recent_half_life_h!r}, "
-                             f"{baseline_half_life_h!r}")
-        self.warmup, self.warmup_hours, self.z, self.min_ratio = warmup, warmup_hours, z, min_ratio
-        self.min_sd, self.clip, self.sustain = min_sd, clip, sustain_hours
-        self.recent_hl, self.base_hl = recent_half_life_h, baseline_half_life_h
+        self.config = shared(CreepConfig(warmup, warmup_hours, z, min_ratio, min_sd, clip, sustain_hours,
+                                         recent_half_life_h, baseline_half_life_h))
         self.phase = LEARNING
-        self.n = 0
-        self.first_hour = self.hour = self.last_hour = -1
-        self.h_n, self.h_sum, self.h_sq = 0, 0.0, 0.0
-        self.lo = self.hi = 0.0  # clipping bounds, fixed within an hour (equal: none yet; JSON has no infinity)
-        self.rw = self.rw2 = self.rx = 0.0  # recent: EW Σ requests, Σ squared weights, Σ logs
-        self.bw = self.bx = self.bq = 0.0  # baseline: EW Σ requests, Σ logs, Σ logs²
-        self.dm = 0.0  # EW mean of d over a day: where a persistent creep shows, and wandering does not
-        self.dv = self.dw = 0.0  # EW Σ ((d − dm)² − sampling variance) and Σ 1 over the hours it learns from
-        self.held = 0  # hours in a row the baseline has been held still, short of an alarm
-        self.over = 0  # hours over the threshold in a row, signed by side
-        self.up_since = self.dn_since = 0.0  # end of the last hour with d ≤ 0 (resp. ≥ 0): a creep's onset
-        self.shift_dir, self.shift_onset = 0, 0.0
+        # lo, hi: clipping bounds, fixed within an hour (equal: none yet; JSON has no infinity).
+        # rw, rw2, rx: recent level, EW Σ requests, Σ squared weights, Σ logs; bw, bx, bq: baseline,
+        # EW Σ requests, Σ logs, Σ logs². dm: EW mean of d over a day (where a persistent creep shows,
+        # and wandering does not); dv, dw: EW Σ ((d − dm)² − sampling variance) and Σ 1 over the hours
+        # it learns from. held: hours in a row the baseline has been held still, short of an alarm.
+        # over: hours over the threshold in a row, signed by side. up_since, dn_since: end of the last
+        # hour with d ≤ 0 (resp. ≥ 0), a creep's onset.
+        self.a = NUMBERS.new(first_hour=-1, hour=-1, last_hour=-1)
 
     # -- the one command -------------------------------------------------------
     def update(self, value: float, ts: float) -> None:
         """Learn from one observation (raw units, ≥ 0) at event time ``ts``; a late one counts in the open hour."""
+        a = self.a
         x = _log1p(value)
-        if self.hi > self.lo:
-            x = self.lo if x < self.lo else (self.hi if x > self.hi else x)
+        lo, hi = a[LO], a[HI]
+        if hi > lo:
+            x = lo if x < lo else (hi if x > hi else x)
         hour = int(ts // HOUR_S)
-        if hour > self.hour:
-            if self.h_n:
-                self._close(self.hour)
-            if self.first_hour < 0:
-                self.first_hour = hour
-            self.hour, self.h_n, self.h_sum, self.h_sq = hour, 0, 0.0, 0.0
-        self.n += 1
-        self.h_n += 1
-        self.h_sum += x
-        self.h_sq += x * x
+        if hour > a[HOUR]:
+            self._next_hour(hour)
+        a[N] += 1
+        a[H_N] += 1
+        a[H_SUM] += x
+        a[H_SQ] += x * x
 
     def update_many(self, values: Sequence[float], ts: float) -> None:
-        """:meth:`update` for each of ``values`` at ``ts`` (the engine hands over a minute at a time)."""
+        """:meth:`update` for each of ``values`` at ``ts`` (the engine hands over a minute at a time).
+
+        >>> a, b = SlowCreep(warmup=10, warmup_hours=2), SlowCreep(warmup=10, warmup_hours=2)
+        >>> for minute in range(600):
+        ...     values = [5000.0 if minute % 60 == 0 else 90.0] + [100.0 + i + minute % 7 for i in range(3)]
+        ...     a.update_many(values, minute * 60.0)
+        ...     for v in values:
+        ...         b.update(v, minute * 60.0)
+        >>> a.to_state() == b.to_state()
+        True
+        """
+        if not values:
+            return
+        a = self.a
+        if int(ts // HOUR_S) > a[HOUR]:
+            self.update(values[0], ts)  # clipped by the bounds of the hour it closes, as one by one
+            values = values[1:]
+        lo, hi = a[LO], a[HI]
+        clip = hi > lo
+        total, squares = a[H_SUM], a[H_SQ]
         for value in values:
-            self.update(value, ts)
+            x = _log1p(value)
+            if clip:
+                x = lo if x < lo else (hi if x > hi else x)
+            total += x
+            squares += x * x
+        count = len(values)
+        a[N] += count
+        a[H_N] += count
+        a[H_SUM], a[H_SQ] = total, squares
 
     def close(self, ts: float) -> None:
         """Nothing to do at a minute's end: an hour closes on the next hour's first value."""
 
+    def _next_hour(self, hour: int) -> None:
+        """Close the open hour, if it holds anything, and open ``hour``."""
+        a = self.a
+        if a[H_N]:
+            self._close(int(a[HOUR]))
+        if a[FIRST_HOUR] < 0:
+            a[FIRST_HOUR] = hour
+        a[HOUR], a[H_N], a[H_SUM], a[H_SQ] = hour, 0, 0.0, 0.0
+
     def _close(self, hour: int) -> None:
         """Fold the hour that just ended into both levels, then judge the gap between them."""
-        n, m = self.h_n, self.h_sum / self.h_n
-        gap = hour - self.last_hour if self.last_hour >= 0 else 1
-        self.last_hour = hour
-        kr, kb = 0.5 ** (gap / self.recent_hl), 0.5 ** (gap / self.base_hl)
-        self.rw, self.rw2, self.rx = kr * self.rw + n, kr * kr * self.rw2 + n, kr * self.rx + n * m
+        a, c = self.a, self.config
+        n, m = a[H_N], a[H_SUM] / a[H_N]
+        gap = hour - a[LAST_HOUR] if a[LAST_HOUR] >= 0 else 1
+        a[LAST_HOUR] = hour
+        kr, kb = 0.5 ** (gap / c.recent_half_life_h), 0.5 ** (gap / c.baseline_half_life_h)
+        a[RW], a[RW2], a[RX] = kr * a[RW] + n, kr * kr * a[RW2] + n, kr * a[RX] + n * m
         calm = self.d_calm()
-        self.held = 0 if calm or self.phase != WATCHING else self.held + 1
-        if self.phase == LEARNING or (self.phase == WATCHING and (calm or self.held > HOLD_H)):
-            self.bw, self.bx, self.bq = kb * self.bw + n, kb * self.bx + n * m, kb * self.bq + self.h_sq
+        a[HELD] = 0 if calm or self.phase != WATCHING else a[HELD] + 1
+        if self.phase == LEARNING or (self.phase == WATCHING and (calm or a[HELD] > HOLD_H)):
+            a[BW], a[BX], a[BQ] = kb * a[BW] + n, kb * a[BX] + n * m, kb * a[BQ] + a[H_SQ]
         if gap > MAX_GAP_H:
-            self.over = 0
+            a[OVER] = 0
         d, end = self.gap, (hour + 1) * HOUR_S
         if d <= 0:
-            self.up_since = end
+            a[UP_SINCE] = end
         if d >= 0:
-            self.dn_since = end
+            a[DN_SINCE] = end
         if self.phase == LEARNING:
-            if hour - self.first_hour >= DAY_H:  # the second day's rhythm teaches the wandering, whatever it is
+            if hour - a[FIRST_HOUR] >= DAY_H:  # the second day's rhythm teaches the wandering, whatever it is
                 self._learn_wander(d)
-            if self.n >= self.warmup and hour - self.first_hour >= self.warmup_hours:
+            if a[N] >= c.warmup and hour - a[FIRST_HOUR] >= c.warmup_hours:
                 self.phase = WATCHING
             self._set_clip()
             return
@@ -205,74 +276,94 @@ class SlowCreep:
         self._set_clip()
 
     def _judge(self, hour: int, calm: bool) -> None:
+        a = self.a
         d = self.gap
         if self.phase == SHIFTED:
-            if d * self.shift_dir < self.threshold / 2:
+            if d * a[SHIFT_DIR] < self.threshold / 2:
                 self._end()
             return
         if calm:
             self._learn_wander(d)
         side = 1 if d > 0 else -1
+        over = int(a[OVER])
         if abs(d) >= self.threshold:
-            self.over = self.over + side if self.over * side > 0 else side
+            over = over + side if over * side > 0 else side
         else:
-            self.over = 0
-        if abs(self.over) >= self.sustain:
-            self.phase, self.shift_dir = SHIFTED, side
-            self.shift_onset = self.up_since if side > 0 else self.dn_since
+            over = 0
+        a[OVER] = over
+        if abs(over) >= self.config.sustain_hours:
+            self.phase, a[SHIFT_DIR] = SHIFTED, side
+            a[SHIFT_ONSET] = a[UP_SINCE] if side > 0 else a[DN_SINCE]
 
     def _learn_wander(self, d: float) -> None:
-        self.dm += (1.0 - 0.5 ** (1.0 / DAY_H)) * (d - self.dm)
-        k, dev = 0.5 ** (1.0 / SPREAD_HALF_LIFE_H), d - self.dm
-        self.dv, self.dw = k * self.dv + dev * dev - self.sampling_var(), k * self.dw + 1.0
+        a = self.a
+        a[DM] += (1.0 - 0.5 ** (1.0 / DAY_H)) * (d - a[DM])
+        k, dev = 0.5 ** (1.0 / SPREAD_HALF_LIFE_H), d - a[DM]
+        a[DV], a[DW] = k * a[DV] + dev * dev - self.sampling_var(), k * a[DW] + 1.0
 
     def _set_clip(self) -> None:
-        if self.bw > 0:
-            mean = self.bx / self.bw
-            sd = math.sqrt(max(self.bq / self.bw - mean * mean, 0.0))  # of single requests' logs
-            self.lo, self.hi = mean - self.clip * sd, mean + self.clip * sd
+        a = self.a
+        if a[BW] > 0:
+            mean = a[BX] / a[BW]
+            sd = math.sqrt(max(a[BQ] / a[BW] - mean * mean, 0.0))  # of single requests' logs
+            clip = self.config.clip
+            a[LO], a[HI] = mean - clip * sd, mean + clip * sd
 
     def _end(self) -> None:
-        self.phase, self.over, self.shift_dir = WATCHING, 0, 0
+        self.phase, self.a[OVER], self.a[SHIFT_DIR] = WATCHING, 0, 0
 
     def rebaseline(self, ts: float) -> None:
         """Accept the recent level as the new normal (growth that is here to stay)."""
         if self.phase == SHIFTED:
+            a = self.a
             shift = self.recent - self.baseline
-            self.bq += (2 * self.baseline * shift + shift * shift) * self.bw  # the same spread, moved
-            self.bx += shift * self.bw
+            a[BQ] += (2 * self.baseline * shift + shift * shift) * a[BW]  # the same spread, moved
+            a[BX] += shift * a[BW]
             self._end()
 
     # -- queries -----------------------------------------------------------------
+    n = number(N, None, int)
+    bw = number(BW, "Baseline: EW Σ requests.")
+    bx = number(BX, "Baseline: EW Σ logs.")
+    bq = number(BQ, "Baseline: EW Σ squared logs.")
+    lo = number(LO, "Lower clipping bound of a request's log, this hour.")
+    hi = number(HI, "Upper clipping bound of a request's log, this hour.")
+    held = number(HELD, "Hours in a row the baseline has been held still, short of an alarm.", int)
+
     @property
     def recent(self) -> float:
-        return self.rx / self.rw if self.rw > 0 else 0.0
+        a = self.a
+        return a[RX] / a[RW] if a[RW] > 0 else 0.0
 
     @property
     def baseline(self) -> float:
-        return self.bx / self.bw if self.bw > 0 else 0.0
+        a = self.a
+        return a[BX] / a[BW] if a[BW] > 0 else 0.0
 
     @property
     def gap(self) -> float:
         """recent − baseline, in log units."""
-        return self.recent - self.baseline if self.bw > 0 else 0.0
+        return self.recent - self.baseline if self.a[BW] > 0 else 0.0
 
     def sampling_var(self) -> float:
         """Variance of the recent level from the requests alone: σ² · Σw² / (Σw)²."""
-        if self.bw <= 0 or self.rw <= 0:
+        a = self.a
+        bw, rw = a[BW], a[RW]
+        if bw <= 0 or rw <= 0:
             return 0.0
-        mean = self.bx / self.bw
-        return max(self.bq / self.bw - mean * mean, 0.0) * self.rw2 / (self.rw * self.rw)
+        mean = a[BX] / bw
+        return max(a[BQ] / bw - mean * mean, 0.0) * a[RW2] / (rw * rw)
 
     @property
     def spread(self) -> float:
         """How far the gap strays now: the sampling noise of the recent level plus the learned wandering."""
-        wander = max(self.dv / self.dw, 0.0) if self.dw > 0 else 0.0
-        return max(math.sqrt(self.sampling_var() + wander), self.min_sd)
+        a = self.a
+        wander = max(a[DV] / a[DW], 0.0) if a[DW] > 0 else 0.0
+        return max(math.sqrt(self.sampling_var() + wander), self.config.min_sd)
 
     @property
     def threshold(self) -> float:
-        return max(self.z * self.spread, math.log(self.min_ratio))
+        return max(self.config.z * self.spread, self.config.worth)
 
     def d_calm(self) -> bool:
         """Is the gap small enough for the baseline to keep learning?"""
@@ -290,19 +381,25 @@ class SlowCreep:
         """The current creep, if the model is in one."""
         if self.phase != SHIFTED:
             return None
+        a = self.a
         return Creep(
-            direction=self.shift_dir,
-            onset_ts=self.shift_onset,
+            direction=int(a[SHIFT_DIR]),
+            onset_ts=a[SHIFT_ONSET],
             observed_median=math.expm1(self.recent),
             baseline_median=math.expm1(self.baseline),
-            hours=max((self.hour + 1) * HOUR_S - self.shift_onset, 0.0) / HOUR_S,
+            hours=max((a[HOUR] + 1) * HOUR_S - a[SHIFT_ONSET], 0.0) / HOUR_S,
         )
 
     # -- state -------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         """Plain, versioned state: safe to keep in a changelog, never pickled."""
-        return slots_state(self, STATE_VERSION)
+        return {**config_state(self.config), **NUMBERS.to_dict(self.a), "phase": self.phase, "v": STATE_VERSION}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> SlowCreep:
-        return restore_slots(cls, state, STATE_VERSION)
+        check_version(cls.__name__, state, STATE_VERSION)
+        model = cls.__new__(cls)
+        model.config = restore_config(CreepConfig, state)
+        model.a = NUMBERS.from_dict(state, cls.__name__)
+        model.phase = one_of(cls.__name__, "phase", state["phase"], (LEARNING, WATCHING, SHIFTED))
+        return model

@@ -31,19 +31,29 @@ Phases: ``learning`` (warm-up, never alerts) → ``watching`` → ``shifted``
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from detector.models.state import restore_slots, slots_state
+from detector.models.state import (
+    Packed,
+    check_version,
+    config_state,
+    number,
+    one_of,
+    restore_config,
+    shared,
+)
 
 LEARNING, WATCHING, SHIFTED = "learning", "watching", "shifted"
-STATE_VERSION = 3
+STATE_VERSION = 4
 TAU2_FLOOR = 0.05**2
 _log1p = math.log1p
 SHIFT_MEMORY = 500  # requests that the level of an ongoing shift is averaged over
 HALF_LIFE_MINUTES = 24 * 60  # the baseline forgets by event time too, so slow series follow slow drift
 MIN_HALF_LIFE_MINUTES = 120  # ... but never faster than this, so a busy series cannot absorb a shift in minutes
+_FLOOR_1, _KEEP_1 = 0.5 ** (1 / MIN_HALF_LIFE_MINUTES), 0.5 ** (1 / HALF_LIFE_MINUTES)  # what a minute forgets
 HOLD_S = 3600.0  # longest an undecided shift waits at the threshold for more evidence  # minute-to-minute wandering assumed even when none is seen
 
 
@@ -64,6 +74,44 @@ class Shift:
         return self.observed_median / self.baseline_median if self.baseline_median > 0 else math.inf
 
 
+@dataclass(frozen=True, slots=True)
+class LevelConfig:
+    """A level-shift test's parameters: one instance shared by every series with the same ones."""
+
+    warmup: int = 200
+    warmup_minutes: int = 30
+    delta: float = math.log(1.6)
+    h: float = 14.0
+    clip: float = 3.0
+    half_life: float = 5000.0
+    min_ratio: float = 1.3
+    min_run: int = 10
+    alpha: float = field(init=False)  # per request, from half_life
+    worth: float = field(init=False)  # log(min_ratio): the smallest effect that matters, in log units
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "alpha", 1.0 - 0.5 ** (1.0 / self.half_life))
+        object.__setattr__(self, "worth", math.log(self.min_ratio))
+
+
+# The numbers of a LogLevelShift, one double each (see detector.models.state).
+NUMBERS = Packed(
+    (
+        "n", "minutes", "mean", "var", "tau2", "zz", "zlag", "z_prev", "prev_minute", "lim", "last_close",
+        "minute", "m_first", "m_n", "m_sum", "m_sq", "m_raw", "s_up", "s_dn", "held_since",
+        "shift_dir", "shift_onset", "shift_n", "shift_mean", "s_back", "shifted_at",
+    ),
+    ints=("n", "minutes", "prev_minute", "last_close", "minute", "m_n", "shift_dir", "shift_n"),
+)  # fmt: skip
+(
+    N, MINUTES, MEAN, VAR, TAU2, ZZ, ZLAG, Z_PREV, PREV_MINUTE, LIM, LAST_CLOSE,
+    MINUTE, M_FIRST, M_N, M_SUM, M_SQ, M_RAW, S_UP, S_DN, HELD_SINCE,
+    SHIFT_DIR, SHIFT_ONSET, SHIFT_N, SHIFT_MEAN, S_BACK, SHIFTED_AT,
+) = range(len(NUMBERS))  # fmt: skip
+NUMBERS.check(globals())
+_M_END, _NO_SUMS = M_RAW + 1, array("d", (0.0, 0.0, 0.0, 0.0))  # the open minute's sums, m_n … m_raw, emptied
+
+
 class LogLevelShift:
     """Online detector of sustained level shifts of a positive, heavy-tailed quantity.
 
@@ -81,15 +129,14 @@ class LogLevelShift:
     ...     m.update(2 * rng.lognormvariate(7, 0.6), ts=i * 6.0)
     >>> m.phase, 1.7 < m.shift().ratio < 2.3, abs(m.shift().onset_ts - 36000) <= 60
     ('shifted', True, True)
+
+    The numbers live in one array of doubles (``a``, indexed by the
+    constants above) and the parameters in a :class:`LevelConfig` shared
+    with every series built alike: the engine keeps three of these per
+    series.
     """
 
-    __slots__ = (
-        "warmup", "warmup_minutes", "delta", "h", "clip", "alpha", "min_ratio", "min_run",
-        "phase", "n", "minutes", "mean", "var", "tau2", "zz", "zlag", "z_prev", "prev_minute",
-        "lim", "last_close", "minute", "m_first", "m_n", "m_sum", "m_sq", "m_raw",
-        "s_up", "s_dn", "up", "dn", "held_since",
-        "shift_dir", "shift_onset", "shift_n", "shift_mean", "s_back", "shifted_at",
-    )
+    __slots__ = ("a", "config", "dn", "phase", "up")
 
     def __init__(
         self,
@@ -103,25 +150,16 @@ class LogLevelShift:
         min_ratio: float = 1.3,
         min_run: int = 10,
     ) -> None:
-        self.warmup, self.warmup_minutes = warmup, warmup_minutes
-        self.delta, self.h, self.clip = delta, h, clip
-        self.alpha = 1.0 - 0.5 ** (1.0 / half_life)
-        self.min_ratio, self.min_run = min_ratio, min_run
+        self.config = shared(LevelConfig(warmup, warmup_minutes, delta, h, clip, half_life, min_ratio, min_run))
         self.phase = LEARNING
-        self.n = self.minutes = 0
-        self.mean = self.var = 0.0  # var holds the Welford sum of squares during warm-up
-        self.tau2 = TAU2_FLOOR
-        # Persistence of the wandering: minute z-scores' lag-1 products and squares (EW).
-        self.zz, self.zlag, self.z_prev, self.prev_minute = 1.0, 0.0, 0.0, -2
-        self.lim = 0.0  # winsorising bound, clip × sd, fixed within a minute
-        self.last_close = 0  # the minute last closed, for forgetting by event time
-        self.minute, self.m_first, self.m_n, self.m_sum, self.m_sq, self.m_raw = -1, 0.0, 0, 0.0, 0.0, 0.0
-        self.s_up = self.s_dn = 0.0
-        self.up: list[float] = []  # the CUSUM runs: (first ts, requests, sum of logs, minutes) per minute
-        self.dn: list[float] = []
-        self.held_since = 0.0  # event time an undecided shift started waiting at the threshold
-        self.shift_dir, self.shift_onset, self.shift_n = 0, 0.0, 0
-        self.shift_mean, self.s_back, self.shifted_at = 0.0, 0.0, 0.0
+        # var holds the Welford sum of squares during warm-up. zz, zlag, z_prev: persistence of the
+        # wandering (minute z-scores' lag-1 products and squares, EW). lim: the winsorising bound,
+        # clip × sd, fixed within a minute. last_close: the minute last closed, for forgetting by
+        # event time. held_since: event time an undecided shift started waiting at the threshold.
+        self.a = NUMBERS.new(tau2=TAU2_FLOOR, zz=1.0, prev_minute=-2, minute=-1)
+        # The CUSUM runs, (first ts, requests, sum of logs, minutes) per minute; none while at zero.
+        self.up: array[float] | None = None
+        self.dn: array[float] | None = None
 
     # -- the one command ---------------------------------------------------
     def update(self, value: float, ts: float) -> None:
@@ -130,26 +168,27 @@ class LogLevelShift:
         Per request only the minute's sums grow; the baseline learns and the
         evidence is weighed when the minute closes.
         """
+        a = self.a
         x = _log1p(value)
         minute = int(ts // 60)
-        if minute != self.minute:
-            if self.m_n:
+        if minute != a[MINUTE]:
+            if a[M_N]:
                 self._close_minute(ts)
-            self.minute, self.m_first, self.m_n, self.m_sum, self.m_sq, self.m_raw = minute, ts, 0, 0.0, 0.0, 0.0
-        self.n += 1
+            a[MINUTE], a[M_FIRST], a[M_N], a[M_SUM], a[M_SQ], a[M_RAW] = minute, ts, 0, 0.0, 0.0, 0.0
+        a[N] += 1
         if self.phase == LEARNING:
             self._learn(x)
             return
         # Winsorised around the level being tested: the baseline while watching,
         # the shifted level while in a shift, so one failed request's empty
         # answer cannot argue a whole minute back to normal.
-        r = x - (self.shift_mean if self.phase == SHIFTED else self.mean)
-        lim = self.lim
+        r = x - (a[SHIFT_MEAN] if self.phase == SHIFTED else a[MEAN])
+        lim = a[LIM]
         rc = lim if r > lim else (-lim if r < -lim else r)
-        self.m_n += 1
-        self.m_sum += rc
-        self.m_sq += rc * rc
-        self.m_raw += x
+        a[M_N] += 1
+        a[M_SUM] += rc
+        a[M_SQ] += rc * rc
+        a[M_RAW] += x
 
     def update_many(self, values: Sequence[float], ts: float) -> None:
         """:meth:`update` for each of ``values``, all at event time ``ts``, in one call.
@@ -168,101 +207,126 @@ class LogLevelShift:
         """
         if not values:
             return
+        a = self.a
         minute = int(ts // 60)
-        if minute != self.minute:
-            if self.m_n:
+        fresh = minute != a[MINUTE]
+        if fresh:
+            if a[M_N]:
                 self._close_minute(ts)
-            self.minute, self.m_first, self.m_n, self.m_sum, self.m_sq, self.m_raw = minute, ts, 0, 0.0, 0.0, 0.0
+            a[MINUTE], a[M_FIRST] = minute, ts
         if self.phase == LEARNING:
+            if fresh:
+                a[M_N], a[M_SUM], a[M_SQ], a[M_RAW] = 0, 0.0, 0.0, 0.0
             for value in values:
-                self.n += 1
+                a[N] += 1
                 self._learn(_log1p(value))
             return
-        center = self.shift_mean if self.phase == SHIFTED else self.mean
-        lim, nlim = self.lim, -self.lim
+        center = a[SHIFT_MEAN] if self.phase == SHIFTED else a[MEAN]
+        lim = a[LIM]
+        nlim = -lim
         total = squares = raw = 0.0
         for value in values:
             x = _log1p(value)
             r = x - center
-            rc = lim if r > lim else (max(r, nlim))
+            rc = lim if r > lim else (nlim if nlim > r else r)
             total += rc
             squares += rc * rc
             raw += x
         count = len(values)
-        self.n += count
-        self.m_n += count
-        self.m_sum += total
-        self.m_sq += squares
-        self.m_raw += raw
+        a[N] += count
+        if fresh:  # the minute's sums start from these (0.0 + x is x, so this is the same as adding)
+            a[M_N], a[M_SUM], a[M_SQ], a[M_RAW] = count, total, squares, raw
+        else:
+            a[M_N] += count
+            a[M_SUM] += total
+            a[M_SQ] += squares
+            a[M_RAW] += raw
 
     def close(self, ts: float) -> None:
         """Judge the open minute now (the caller knows no more of it will come); ``ts`` is now."""
-        if self.m_n:
+        a = self.a
+        if a[M_N]:
             self._close_minute(ts)
-            self.m_n, self.m_sum, self.m_sq, self.m_raw = 0, 0.0, 0.0, 0.0
+            a[M_N:_M_END] = _NO_SUMS
 
     def _learn(self, x: float) -> None:
-        delta = x - self.mean
-        self.mean += delta / self.n
-        self.var += delta * (x - self.mean)
-        self.m_n += 1
-        self.m_raw += x
+        a = self.a
+        delta = x - a[MEAN]
+        a[MEAN] += delta / a[N]
+        a[VAR] += delta * (x - a[MEAN])
+        a[M_N] += 1
+        a[M_RAW] += x
 
     def _close_minute(self, ts: float) -> None:
         """Judge the minute that just ended as one piece of evidence; ``ts`` is now."""
-        self.minutes += 1
-        n = self.m_n
+        # Each number is read into a local once and written back once: an array
+        # index costs more than a slot, and this runs every minute of every series.
+        a, c = self.a, self.config
+        a[MINUTES] += 1
+        n = a[M_N]
         if self.phase == LEARNING:
             self._learn_minute()
             return
-        dev = self.m_sum / n
-        v = self.var / n + self.tau2 * self.persistence()
+        var, tau2 = a[VAR], a[TAU2]
+        dev = a[M_SUM] / n
+        v = var / n + tau2 * self.persistence()
         if self.phase == SHIFTED:
-            self._track_shift(self.shift_mean + dev, v)
+            self._track_shift(a[SHIFT_MEAN] + dev, v)
             return
-        d = self.delta
-        self.s_up = max(0.0, self.s_up + d / v * (dev - d / 2))
-        self.s_dn = max(0.0, self.s_dn + d / v * (-dev - d / 2))
-        _extend(self.up, self.s_up, self.m_first, n, self.m_raw)
-        _extend(self.dn, self.s_dn, self.m_first, n, self.m_raw)
-        calm = self.s_up < self.h / 2 and self.s_dn < self.h / 2
+        d, h = c.delta, c.h
+        # (Comparisons written out rather than max() and min(): the same values, a call less each.)
+        s_up = a[S_UP] + d / v * (dev - d / 2)
+        a[S_UP] = s_up = s_up if s_up > 0.0 else 0.0
+        s_dn = a[S_DN] + d / v * (-dev - d / 2)
+        a[S_DN] = s_dn = s_dn if s_dn > 0.0 else 0.0
+        first, raw = a[M_FIRST], a[M_RAW]
+        up = self.up = _extend(self.up, s_up, first, n, raw)
+        dn = self.dn = _extend(self.dn, s_dn, first, n, raw)
+        calm = s_up < h / 2 and s_dn < h / 2
         if calm:
-            excess = dev * dev - self.var / n
-            self.tau2 = max(TAU2_FLOOR, self.tau2 + 0.01 * (excess - self.tau2))
-            self._learn_persistence(dev / math.sqrt(self.var / n + self.tau2), 0.02)
+            excess = dev * dev - var / n
+            tau2 = tau2 + 0.01 * (excess - tau2)
+            a[TAU2] = tau2 = tau2 if tau2 > TAU2_FLOOR else TAU2_FLOOR
+            self._learn_persistence(dev / math.sqrt(var / n + tau2), 0.02)
         # Forget n requests' worth (but no more than two hours' worth), or the
         # time since the last minute if that is more (half-lives: `half_life`
         # requests bounded below by two hours, a day); ten times slower while a
         # shift is suspected, so the baseline neither swallows an incident nor
         # stays frozen for hours on a slow series whose evidence dawdles.
-        gap = self.minute - self.last_close if self.last_close else 1
-        self.last_close = self.minute
-        by_requests = max((1.0 - self.alpha) ** n, 0.5 ** (gap / MIN_HALF_LIFE_MINUTES))
-        keep = min(by_requests, 0.5 ** (gap / HALF_LIFE_MINUTES))
-        a = (1.0 - keep) * (1.0 if calm else 0.1)
-        self.mean += a * dev
-        self.var += a * (self.m_sq / n - self.var)
-        self.lim = self.clip * math.sqrt(self.var)
-        if self.s_up >= self.h and sum(self.up[1::4]) >= self.min_run:
-            self._maybe_shift(+1, self.up, ts)
-        elif self.s_dn >= self.h and sum(self.dn[1::4]) >= self.min_run:
-            self._maybe_shift(-1, self.dn, ts)
+        minute, last = a[MINUTE], a[LAST_CLOSE]
+        gap = minute - last if last else 1
+        a[LAST_CLOSE] = minute
+        floor, by_time = (_FLOOR_1, _KEEP_1) if gap == 1 else (0.5 ** (gap / MIN_HALF_LIFE_MINUTES),
+                                                               0.5 ** (gap / HALF_LIFE_MINUTES))
+        by_requests = (1.0 - c.alpha) ** n
+        by_requests = floor if floor > by_requests else by_requests
+        keep = by_time if by_time < by_requests else by_requests
+        w = (1.0 - keep) * (1.0 if calm else 0.1)
+        a[MEAN] += w * dev
+        a[VAR] = var = var + w * (a[M_SQ] / n - var)
+        a[LIM] = c.clip * math.sqrt(var)
+        if s_up >= h and up is not None and sum(up[1::4]) >= c.min_run:
+            self._maybe_shift(+1, up, ts)
+        elif s_dn >= h and dn is not None and sum(dn[1::4]) >= c.min_run:
+            self._maybe_shift(-1, dn, ts)
 
     def _learn_minute(self) -> None:
         """During warm-up, learn τ² from how far each minute's mean strays."""
-        mean_so_far = self.mean
-        dev = self.m_raw / self.m_n - mean_so_far
-        var = self.var / max(self.n - 1, 1)
-        if self.minutes > 1:
-            excess = dev * dev - var / self.m_n
-            self.tau2 = max(TAU2_FLOOR, self.tau2 + (excess - self.tau2) / self.minutes)
-            self._learn_persistence(dev / math.sqrt(var / self.m_n + self.tau2), 1 / self.minutes)
-        if self.n >= self.warmup and self.minutes >= self.warmup_minutes:
-            self.var = max(var, 1e-4)
-            self.lim = self.clip * math.sqrt(self.var)
+        a, c = self.a, self.config
+        mean_so_far = a[MEAN]
+        dev = a[M_RAW] / a[M_N] - mean_so_far
+        var = a[VAR] / max(a[N] - 1, 1)
+        minutes = a[MINUTES]
+        if minutes > 1:
+            excess = dev * dev - var / a[M_N]
+            a[TAU2] = max(TAU2_FLOOR, a[TAU2] + (excess - a[TAU2]) / minutes)
+            self._learn_persistence(dev / math.sqrt(var / a[M_N] + a[TAU2]), 1 / minutes)
+        if a[N] >= c.warmup and minutes >= c.warmup_minutes:
+            a[VAR] = max(var, 1e-4)
+            a[LIM] = c.clip * math.sqrt(a[VAR])
             self.phase = WATCHING
 
-    def _onset(self, direction: int, run: list[float]) -> tuple[float, int, float, float]:
+    def _onset(self, direction: int, run: array[float]) -> tuple[float, int, float, float]:
         """Where in the run the shift most likely began: (onset ts, requests, sum of logs, minutes).
 
         The CUSUM's run often starts a minute or two early, on baseline
@@ -270,13 +334,15 @@ class LogLevelShift:
         understate the change. The split that maximises the evidence for a
         shift of the run's direction is the maximum-likelihood change point.
         """
-        inflation = self.tau2 * self.persistence()
+        a = self.a
+        var, mean = a[VAR], a[MEAN]
+        inflation = a[TAU2] * self.persistence()
         best, best_score = 0, -math.inf
         sum_we = sum_w = 0.0
         for i in range(len(run) - 4, -4, -4):
             n, raw, minutes = run[i + 1], run[i + 2], run[i + 3]
-            w = 1.0 / (self.var / n + inflation / minutes)
-            sum_we += w * direction * (raw / n - self.mean)
+            w = 1.0 / (var / n + inflation / minutes)
+            sum_we += w * direction * (raw / n - mean)
             sum_w += w
             score = sum_we * abs(sum_we) / sum_w
             if score > best_score:
@@ -286,39 +352,50 @@ class LogLevelShift:
 
     def _learn_persistence(self, z: float, rate: float) -> None:
         """Learn how much one minute's deviation carries into the next (lag-1 correlation)."""
-        if self.minute == self.prev_minute + 1:
-            self.zlag += rate * (z * self.z_prev - self.zlag)
-            self.zz += rate * (z * z - self.zz)
-        self.z_prev, self.prev_minute = z, self.minute
+        a = self.a
+        minute = a[MINUTE]
+        if minute == a[PREV_MINUTE] + 1:
+            zlag, zz = a[ZLAG], a[ZZ]
+            a[ZLAG] = zlag + rate * (z * a[Z_PREV] - zlag)
+            a[ZZ] = zz + rate * (z * z - zz)
+        a[Z_PREV], a[PREV_MINUTE] = z, minute
 
     def persistence(self) -> float:
         """Variance inflation of a run of minutes when the wandering persists (AR(1): (1+ρ)/(1-ρ))."""
-        rho = min(max(self.zlag / self.zz, 0.0), 0.9) if self.zz > 0 else 0.0
+        a = self.a
+        zz = a[ZZ]
+        if zz > 0:
+            rho = a[ZLAG] / zz
+            rho = 0.0 if 0.0 > rho else rho
+            rho = 0.9 if 0.9 < rho else rho
+        else:
+            rho = 0.0
         return (1 + rho) / (1 - rho)
 
-    def _maybe_shift(self, direction: int, run: list[float], ts: float) -> None:
+    def _maybe_shift(self, direction: int, run: array[float], ts: float) -> None:
+        a, c = self.a, self.config
         onset, n, total, minutes = self._onset(direction, run)
-        effect = total / n - self.mean
+        effect = total / n - a[MEAN]
         # The run that crossed the threshold overstates the effect (the test
         # stopped when evidence peaked), so judge its size by a confidence band.
-        margin = 2.0 * math.sqrt(self.var / n + self.tau2 * self.persistence() / max(minutes, 1.0))
-        size, worth = direction * effect, math.log(self.min_ratio)
+        margin = 2.0 * math.sqrt(a[VAR] / n + a[TAU2] * self.persistence() / max(minutes, 1.0))
+        size, worth = direction * effect, c.worth
         if size - margin >= worth:
             self.phase = SHIFTED
-            self.shift_dir, self.shift_onset, self.shift_n = direction, onset, n
-            self.shift_mean, self.s_back, self.shifted_at = self.mean + effect, 0.0, ts
+            a[SHIFT_DIR], a[SHIFT_ONSET], a[SHIFT_N] = direction, onset, n
+            a[SHIFT_MEAN], a[S_BACK], a[SHIFTED_AT] = a[MEAN] + effect, 0.0, ts
         elif size + margin < worth:
             # Real but surely too small to matter: the baseline takes it.
-            self.mean += effect
+            a[MEAN] += effect
             self._reset_cusum()
-        elif not self.held_since or ts - self.held_since < HOLD_S:
+        elif not a[HELD_SINCE] or ts - a[HELD_SINCE] < HOLD_S:
             # Too early to tell whether it matters: hold at the threshold and
             # judge again next minute, with more requests behind the estimate.
-            self.held_since = self.held_since or ts
+            a[HELD_SINCE] = a[HELD_SINCE] or ts
             if direction > 0:
-                self.s_up = self.h
+                a[S_UP] = c.h
             else:
-                self.s_dn = self.h
+                a[S_DN] = c.h
         else:
             # Still undecided after an hour: start over, and let the baseline
             # learn again, rather than test the same run forever.
@@ -326,18 +403,19 @@ class LogLevelShift:
 
     def _track_shift(self, level: float, v: float) -> None:
         """Follow the shifted level; return to watching once the evidence says it is gone."""
-        n = self.m_n
-        self.shift_n += n
+        a, c = self.a, self.config
+        n = a[M_N]
+        a[SHIFT_N] += n
         # A running mean at first, then an exponential one over the last
         # ~SHIFT_MEMORY requests: steady at low rates, quick at high ones.
-        self.shift_mean += min(n / min(self.shift_n, SHIFT_MEMORY), 1.0) * (level - self.shift_mean)
-        back = self.mean - self.shift_mean  # the move that would undo the shift
-        if abs(back) < math.log(self.min_ratio) / 2:
+        a[SHIFT_MEAN] += min(n / min(a[SHIFT_N], SHIFT_MEMORY), 1.0) * (level - a[SHIFT_MEAN])
+        back = a[MEAN] - a[SHIFT_MEAN]  # the move that would undo the shift
+        if abs(back) < c.worth / 2:
             self._end_shift()
             return
         # LLR of "back at baseline" against "still at the shifted level".
-        self.s_back = max(0.0, self.s_back + back / v * (level - self.shift_mean - back / 2))
-        if self.s_back >= self.h:
+        a[S_BACK] = max(0.0, a[S_BACK] + back / v * (level - a[SHIFT_MEAN] - back / 2))
+        if a[S_BACK] >= c.h:
             self._end_shift()
 
     def _end_shift(self) -> None:
@@ -345,65 +423,92 @@ class LogLevelShift:
         self._reset_cusum()
 
     def _reset_cusum(self) -> None:
-        self.s_up = self.s_dn = 0.0
-        self.up, self.dn = [], []
-        self.held_since = 0.0
+        a = self.a
+        a[S_UP] = a[S_DN] = 0.0
+        self.up = self.dn = None
+        a[HELD_SINCE] = 0.0
 
     def rebaseline(self, ts: float) -> None:
         """Accept the shifted level as the new normal (a change that is here to stay)."""
         if self.phase == SHIFTED:
-            self.mean = self.shift_mean
+            self.a[MEAN] = self.a[SHIFT_MEAN]
             self._end_shift()
 
     # -- queries -------------------------------------------------------------
     def score(self) -> float:
         """Evidence of a shift, as a fraction of the alarm threshold (≥ 1 means alarm)."""
+        a, h = self.a, self.config.h
         if self.phase == SHIFTED:
-            return max(1.0, (self.h - self.s_back) / self.h)
-        return max(self.s_up, self.s_dn) / self.h
+            return max(1.0, (h - a[S_BACK]) / h)
+        return max(a[S_UP], a[S_DN]) / h
+
+    n = number(N, "Requests seen.", int)
+    mean = number(MEAN, "Baseline location, in log(1 + x).")
+    var = number(VAR, "Baseline variance of one request's log (during warm-up: Welford's sum of squares).")
+    tau2 = number(TAU2, "Learned variance of the minute-to-minute wandering of the level.")
+    shifted_at = number(SHIFTED_AT, "Event time the current shift was declared.")
 
     @property
     def baseline_median(self) -> float:
-        return math.expm1(self.mean)
+        return math.expm1(self.a[MEAN])
 
     @property
     def baseline_mean(self) -> float:
-        var = self.var if self.phase != LEARNING else 0.0
-        return math.exp(self.mean + var / 2) - 1
+        var = self.a[VAR] if self.phase != LEARNING else 0.0
+        return math.exp(self.a[MEAN] + var / 2) - 1
 
     def shift(self) -> Shift | None:
         """The current shift, if the model is in one."""
         if self.phase != SHIFTED:
             return None
+        a = self.a
         return Shift(
-            direction=self.shift_dir,
-            onset_ts=self.shift_onset,
-            observed_median=math.expm1(self.shift_mean),
+            direction=int(a[SHIFT_DIR]),
+            onset_ts=a[SHIFT_ONSET],
+            observed_median=math.expm1(a[SHIFT_MEAN]),
             baseline_median=self.baseline_median,
-            observed_mean=math.exp(self.shift_mean + self.var / 2) - 1,
+            observed_mean=math.exp(a[SHIFT_MEAN] + a[VAR] / 2) - 1,
             baseline_mean=self.baseline_mean,
-            requests=self.shift_n,
+            requests=int(a[SHIFT_N]),
         )
 
     # -- state ---------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         """Plain, versioned state: safe to keep in a changelog, never pickled."""
-        return slots_state(self, STATE_VERSION)
+        return {**config_state(self.config), **NUMBERS.to_dict(self.a), "phase": self.phase,
+                "up": list(self.up or ()), "dn": list(self.dn or ()), "v": STATE_VERSION}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> LogLevelShift:
-        return restore_slots(cls, state, STATE_VERSION)
+        check_version(cls.__name__, state, STATE_VERSION)
+        model = cls.__new__(cls)
+        model.config = restore_config(LevelConfig, state)
+        model.a = NUMBERS.from_dict(state, cls.__name__)
+        model.phase = one_of(cls.__name__, "phase", state["phase"], (LEARNING, WATCHING, SHIFTED))
+        model.up, model.dn = _run(state["up"]), _run(state["dn"])
+        return model
 
 
 RUN_MINUTES = 8  # minutes a run keeps apart; older ones are merged into its first entry
 
 
-def _extend(run: list[float], s: float, first_ts: float, n: int, raw_sum: float) -> None:
-    """Grow the run while its CUSUM is positive; start over when it falls to zero."""
+def _extend(run: array[float] | None, s: float, first_ts: float, n: float, raw_sum: float) -> array[float] | None:
+    """The run grown by a minute while its CUSUM is positive; none once it falls to zero.
+
+    A run that ends is dropped rather than emptied: most of the time most
+    runs are at zero, and an empty array still costs its header.
+    """
     if s <= 0.0:
-        run.clear()
-        return
-    run += (first_ts, n, raw_sum, 1)
+        return None
+    if run is None:
+        run = array("d")
+    run.extend((first_ts, n, raw_sum, 1.0))
     if len(run) > 4 * RUN_MINUTES:
         run[1], run[2], run[3] = run[1] + run[5], run[2] + run[6], run[3] + run[7]
         del run[4:8]
+    return run
+
+
+def _run(saved: list[float]) -> array[float] | None:
+    """A run from saved state: none when it was empty."""
+    return array("d", saved) if saved else None

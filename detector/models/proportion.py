@@ -42,13 +42,22 @@ return) → ``watching``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from array import array
+from dataclasses import dataclass, field
 from typing import Any
 
-from detector.models.state import restore_slots, slots_state
+from detector.models.state import (
+    Packed,
+    check_version,
+    config_state,
+    number,
+    one_of,
+    restore_config,
+    shared,
+)
 
 LEARNING, WATCHING, SHIFTED = "learning", "watching", "shifted"
-STATE_VERSION = 1
+STATE_VERSION = 2
 RUN_MINUTES = 8  # active minutes a run keeps apart; older ones merge into its first entry
 TRACK_DECAY = 0.9  # per active minute: how fast the shifted share follows the data
 CLIP = 4.0  # standard deviations at which a minute's hits are winsorised before they are learned
@@ -72,6 +81,46 @@ class ShareShift:
         return self.observed_share / self.baseline_share if self.baseline_share > 0 else math.inf
 
 
+@dataclass(frozen=True, slots=True)
+class ShareConfig:
+    """A share test's parameters: one instance shared by every series with the same ones."""
+
+    ratio_above: float | None = 5.0
+    ratio_below: float | None = None
+    min_delta: float = 0.05
+    min_ratio: float = 2.0
+    h: float = 12.0
+    z: float = 2.0
+    warmup: int = 200
+    warmup_minutes: int = 30
+    half_life: float = 1000.0
+    alpha: float = field(init=False)  # per minute with trials, from half_life
+
+    def __post_init__(self) -> None:
+        if self.ratio_above is not None and self.ratio_above <= 1:
+            raise ValueError(f"ProportionShift ratio_above: expected > 1 or None, got {self.ratio_above!r}")
+        if self.ratio_below is not None and not 0 < self.ratio_below < 1:
+            raise ValueError(f"ProportionShift ratio_below: expected in (0, 1) or None, got {self.ratio_below!r}")
+        object.__setattr__(self, "alpha", 1.0 - 0.5 ** (1.0 / self.half_life))
+
+
+# The numbers of a ProportionShift, one double each (see detector.models.state). sk … snn: sums over
+# minutes of k, n, k², k·n, n² (plain in warm-up, then exponentially weighted).
+NUMBERS = Packed(
+    (
+        "trials", "minutes", "sk", "sn", "skk", "skn", "snn", "minute", "m_first", "m_k", "m_n", "s_up", "s_dn",
+        "shift_dir", "shift_onset", "shift_n", "shift_k", "hs", "ns", "s_back", "shifted_at",
+    ),
+    ints=("trials", "minutes", "minute", "m_k", "m_n", "shift_dir", "shift_n", "shift_k"),
+)  # fmt: skip
+(
+    TRIALS, MINUTES, SK, SN, SKK, SKN, SNN, MINUTE, M_FIRST, M_K, M_N, S_UP, S_DN,
+    SHIFT_DIR, SHIFT_ONSET, SHIFT_N, SHIFT_K, HS, NS, S_BACK, SHIFTED_AT,
+) = range(len(NUMBERS))  # fmt: skip
+NUMBERS.check(globals())
+_COUNTS_END, _NO_COUNTS = M_N + 1, array("d", (0.0, 0.0))  # the open minute's m_k, m_n, emptied
+
+
 class ProportionShift:
     """Online detector of a sustained change in the share of hits among trials.
 
@@ -90,14 +139,12 @@ class ProportionShift:
     ...     m.update(rng.random() < 0.4, ts=i * 3.0)
     >>> m.phase, m.shift().direction, 0.3 < m.shift().observed_share < 0.5
     ('shifted', 1, True)
+
+    The numbers live in one array of doubles (``a``) and the parameters in
+    a :class:`ShareConfig` shared with every series built alike.
     """
 
-    __slots__ = (
-        "ratio_above", "ratio_below", "min_delta", "min_ratio", "h", "z", "warmup", "warmup_minutes",
-        "alpha", "phase", "trials", "minutes", "sk", "sn", "skk", "skn", "snn",
-        "minute", "m_first", "m_k", "m_n", "s_up", "s_dn", "run",
-        "shift_dir", "shift_onset", "shift_n", "shift_k", "hs", "ns", "s_back", "shifted_at",
-    )
+    __slots__ = ("a", "config", "phase", "run")
 
     def __init__(
         self,
@@ -112,23 +159,12 @@ class ProportionShift:
         warmup_minutes: int = 30,
         half_life: float = 1000.0,
     ) -> None:
-        if ratio_above is not None and ratio_above <= 1:
-            raise ValueError(f"ProportionShift ratio_above: expected > 1 or None, got {ratio_above!r}")
-        if ratio_below is not None and not 0 < ratio_below < 1:
-            raise ValueError(f"ProportionShift ratio_below: expected in (0, 1) or None, got {ratio_below!r}")
-        self.ratio_above, self.ratio_below = ratio_above, ratio_below
-        self.min_delta, self.min_ratio, self.h, self.z = min_delta, min_ratio, h, z
-        self.warmup, self.warmup_minutes = warmup, warmup_minutes
-        self.alpha = 1.0 - 0.5 ** (1.0 / half_life)  # per minute with trials
+        self.config = shared(ShareConfig(ratio_above, ratio_below, min_delta, min_ratio, h, z, warmup,
+                                         warmup_minutes, half_life))
         self.phase = LEARNING
-        self.trials = self.minutes = 0
-        # Sums over minutes of k, n, k², k·n, n²: plain in warm-up, then exponentially weighted.
-        self.sk = self.sn = self.skk = self.skn = self.snn = 0.0
-        self.minute, self.m_first, self.m_k, self.m_n = -1, 0.0, 0, 0
-        self.s_up = self.s_dn = 0.0
-        self.run: list[float] = []  # (first ts, trials, hits, minutes) per active minute of a CUSUM run
-        self.shift_dir, self.shift_onset, self.shift_n, self.shift_k = 0, 0.0, 0, 0
-        self.hs = self.ns = self.s_back = self.shifted_at = 0.0
+        self.a = NUMBERS.new(minute=-1)
+        # (first ts, trials, hits, minutes) per active minute of a CUSUM run; none while both are at zero.
+        self.run: array[float] | None = None
 
     # -- the one command ---------------------------------------------------
     def update(self, hits: bool | int, ts: float, trials: int = 1) -> None:
@@ -136,64 +172,78 @@ class ProportionShift:
         hits = int(hits)
         if not 0 <= hits <= trials:
             raise ValueError(f"ProportionShift.update: expected 0 ≤ hits ≤ trials, got {hits} of {trials}")
+        a = self.a
         minute = int(ts // 60)
-        if minute > self.minute:  # a late event counts in the open minute
-            if self.m_n:
+        if minute > a[MINUTE]:  # a late event counts in the open minute
+            if a[M_N]:
                 self._close_minute(ts)
-            self.minute, self.m_first, self.m_k, self.m_n = minute, ts, 0, 0
-        self.m_k += hits
-        self.m_n += trials
-        self.trials += trials
+            a[MINUTE], a[M_FIRST], a[M_K], a[M_N] = minute, ts, hits, trials
+        else:
+            a[M_K] += hits
+            a[M_N] += trials
+        a[TRIALS] += trials
 
     def close(self, ts: float) -> None:
         """Judge the open minute now, when the caller knows it is complete (it fed a minute's total)."""
-        if self.m_n:
+        a = self.a
+        if a[M_N]:
             self._close_minute(ts)
-            self.m_k = self.m_n = 0
+            a[M_K:_COUNTS_END] = _NO_COUNTS
 
     def _close_minute(self, ts: float) -> None:
         """Judge the minute that just ended as one piece of evidence; ``ts`` is now."""
-        k, n = self.m_k, self.m_n
-        self.minutes += 1
+        a, c = self.a, self.config
+        k, n = a[M_K], a[M_N]
+        a[MINUTES] += 1
         if self.phase == LEARNING:
             self._learn(k, n, 1.0)
-            if self.trials >= self.warmup and self.minutes >= self.warmup_minutes:
+            if a[TRIALS] >= c.warmup and a[MINUTES] >= c.warmup_minutes:
                 self.phase = WATCHING
             return
         p0 = self.baseline_share
         if self.phase == SHIFTED:
             self._track_shift(k, n, p0)
             return
-        rho = self.rho
-        calm = self.s_up < self.h / 2 and self.s_dn < self.h / 2  # as the minute began
+        rho, h = self.rho, c.h
+        s_up, s_dn = a[S_UP], a[S_DN]
+        calm = s_up < h / 2 and s_dn < h / 2  # as the minute began
         up, down = self.targets()
+        # (Comparisons written out rather than max(): the same values, a call less each.)
         if up is not None:
-            self.s_up = max(0.0, self.s_up + _bb_llr(k, n, up, p0, rho))
+            s_up += _bb_llr(k, n, up, p0, rho)
+            a[S_UP] = s_up = s_up if s_up > 0.0 else 0.0
         if down is not None:
-            self.s_dn = max(0.0, self.s_dn + _bb_llr(k, n, down, p0, rho))
-        if self.s_up > 0 or self.s_dn > 0:
+            s_dn += _bb_llr(k, n, down, p0, rho)
+            a[S_DN] = s_dn = s_dn if s_dn > 0.0 else 0.0
+        if s_up > 0 or s_dn > 0:
             self._extend(n, k)
         else:
-            self.run.clear()
+            self.run = None
         if calm:
             # Winsorised, so that the first minute of a storm teaches the baseline little.
-            reach = CLIP * math.sqrt(max(n * p0 * (1 - p0) * (1.0 + (n - 1) * rho), 1.0))
-            self._learn(min(max(k, n * p0 - reach), n * p0 + reach), n, 1.0 - self.alpha)
-        if self.s_up >= self.h:
+            spread = n * p0 * (1 - p0) * (1.0 + (n - 1) * rho)
+            reach = CLIP * math.sqrt(1.0 if 1.0 > spread else spread)
+            lo, hi = n * p0 - reach, n * p0 + reach
+            clipped = lo if lo > k else k
+            self._learn(hi if hi < clipped else clipped, n, 1.0 - c.alpha)
+        if s_up >= h:
             self._maybe_shift(+1, ts)
-        elif self.s_dn >= self.h:
+        elif s_dn >= h:
             self._maybe_shift(-1, ts)
 
-    def _learn(self, k: float, n: int, keep: float) -> None:
-        self.sk = keep * self.sk + k
-        self.sn = keep * self.sn + n
-        self.skk = keep * self.skk + k * k
-        self.skn = keep * self.skn + k * n
-        self.snn = keep * self.snn + n * n
+    def _learn(self, k: float, n: float, keep: float) -> None:
+        a = self.a
+        a[SK] = keep * a[SK] + k
+        a[SN] = keep * a[SN] + n
+        a[SKK] = keep * a[SKK] + k * k
+        a[SKN] = keep * a[SKN] + k * n
+        a[SNN] = keep * a[SNN] + n * n
 
-    def _extend(self, n: int, k: int) -> None:
+    def _extend(self, n: float, k: float) -> None:
         run = self.run
-        run += (self.m_first, n, k, 1)
+        if run is None:
+            run = self.run = array("d")
+        run.extend((self.a[M_FIRST], n, k, 1.0))
         if len(run) > 4 * RUN_MINUTES:
             run[1], run[2], run[3] = run[1] + run[5], run[2] + run[6], run[3] + run[7]
             del run[4:8]
@@ -206,12 +256,15 @@ class ProportionShift:
         the odds: the same as on the share while it is small, and near 1 it
         scales the complement instead (a share of 0.9 cannot triple).
         """
-        p0, d = self.baseline_share, self.min_delta
+        c = self.config
+        p0, d = self.baseline_share, c.min_delta
         up = down = None
-        if self.ratio_above is not None:
-            up = min(max(_odds_times(p0, self.ratio_above), p0 + d), 1.0 - 1e-6)
-        if self.ratio_below is not None:
-            down = min(_odds_times(p0, self.ratio_below), p0 - d)
+        if c.ratio_above is not None:
+            up, least = _odds_times(p0, c.ratio_above), p0 + d  # (bounds by comparisons: no calls)
+            up = least if least > up else up
+            up = 1.0 - 1e-6 if 1.0 - 1e-6 < up else up
+        if c.ratio_below is not None:
+            down = min(_odds_times(p0, c.ratio_below), p0 - d)
             down = down if down > 0 else None
         return up, down
 
@@ -222,6 +275,7 @@ class ProportionShift:
         share explains it best against p0, in the run's direction.
         """
         p0, rho, run = self.baseline_share, self.rho, self.run
+        assert run is not None, "a shift is only judged on a run"
         best: tuple[float, int, int, int] = (run[-4], int(run[-3]), int(run[-2]), int(run[-1]))
         best_score = -math.inf
         n = k = m = 0
@@ -235,20 +289,21 @@ class ProportionShift:
         return best
 
     def _maybe_shift(self, direction: int, ts: float) -> None:
+        a = self.a
         onset, n, k, minutes = self._onset(direction)
         p0 = self.baseline_share
         phi = 1.0 + (n / minutes - 1.0) * self.rho
         # The run that crossed h overstates the effect, so judge it at its confidence bound.
-        bound = _wilson(k / phi, n / phi, -direction * self.z)
+        bound = _wilson(k / phi, n / phi, -direction * self.config.z)
         if self._material(direction, k / n, p0, 1.0) and not self._material(direction, bound, p0, 1.0):
             return  # large enough, not yet sure enough: the next minutes will tell
         if self._material(direction, bound, p0, 1.0):
             self.phase = SHIFTED
-            self.shift_dir, self.shift_onset, self.shift_n, self.shift_k = direction, onset, n, k
-            self.hs, self.ns, self.s_back, self.shifted_at = float(k), float(n), 0.0, ts
+            a[SHIFT_DIR], a[SHIFT_ONSET], a[SHIFT_N], a[SHIFT_K] = direction, onset, n, k
+            a[HS], a[NS], a[S_BACK], a[SHIFTED_AT] = float(k), float(n), 0.0, ts
         else:
             # Significant but too small to matter: let the baseline absorb it.
-            self._set_baseline((self.sk + k) / (self.sn + n))
+            self._set_baseline((a[SK] + k) / (a[SN] + n))
             self._reset_cusum()
 
     def _material(self, direction: int, share: float, p0: float, power: float) -> bool:
@@ -257,23 +312,25 @@ class ProportionShift:
             delta, factor = share - p0, max(share / p0, (1 - p0) / max(1 - share, 1e-12))
         else:
             delta, factor = p0 - share, max(p0 / max(share, 1e-12), (1 - share) / (1 - p0))
-        return delta >= self.min_delta * power and factor >= self.min_ratio**power
+        c = self.config
+        return delta >= c.min_delta * power and factor >= c.min_ratio**power
 
-    def _track_shift(self, k: int, n: int, p0: float) -> None:
+    def _track_shift(self, k: float, n: float, p0: float) -> None:
         """Follow the shifted share; return to watching once the evidence says it is gone."""
-        self.shift_n += n
-        self.shift_k += k
-        self.hs = TRACK_DECAY * self.hs + k
-        self.ns = TRACK_DECAY * self.ns + n
-        share = min(max(self.hs / self.ns, 1e-9), 1 - 1e-9)
-        if not self._material(self.shift_dir, share, p0, 0.5):
+        a = self.a
+        a[SHIFT_N] += n
+        a[SHIFT_K] += k
+        a[HS] = TRACK_DECAY * a[HS] + k
+        a[NS] = TRACK_DECAY * a[NS] + n
+        share = min(max(a[HS] / a[NS], 1e-9), 1 - 1e-9)
+        if not self._material(int(a[SHIFT_DIR]), share, p0, 0.5):
             self._end_shift()
             return
         # LLR of "back at baseline" against "still at the shift's share since its onset" (a fixed
         # alternative: one that followed the data would chase the return instead of seeing it).
-        since = min(max(self.shift_k / self.shift_n, 1e-9), 1 - 1e-9)
-        self.s_back = max(0.0, self.s_back + _bb_llr(k, n, p0, since, self.rho))
-        if self.s_back >= self.h:
+        since = min(max(a[SHIFT_K] / a[SHIFT_N], 1e-9), 1 - 1e-9)
+        a[S_BACK] = max(0.0, a[S_BACK] + _bb_llr(k, n, p0, since, self.rho))
+        if a[S_BACK] >= self.config.h:
             self._end_shift()
 
     def _end_shift(self) -> None:
@@ -281,61 +338,84 @@ class ProportionShift:
         self._reset_cusum()
 
     def _reset_cusum(self) -> None:
-        self.s_up = self.s_dn = 0.0
-        self.run = []
+        self.a[S_UP] = self.a[S_DN] = 0.0
+        self.run = None
 
     def _set_baseline(self, p: float) -> None:
         """Move p0 to ``p`` keeping the sums' weight and the learned ρ."""
-        rho, sn, snn = self.rho, self.sn, self.snn
-        self.sk, self.skn = p * sn, p * snn
-        self.skk = p * p * snn + p * (1 - p) * (sn + rho * (snn - sn))
+        a = self.a
+        rho, sn, snn = self.rho, a[SN], a[SNN]
+        a[SK], a[SKN] = p * sn, p * snn
+        a[SKK] = p * p * snn + p * (1 - p) * (sn + rho * (snn - sn))
 
     def rebaseline(self, ts: float) -> None:
         """Accept the shifted share as the new normal (a change that is here to stay)."""
         if self.phase == SHIFTED:
-            self._set_baseline(self.hs / self.ns)
+            self._set_baseline(self.a[HS] / self.a[NS])
             self._end_shift()
 
     # -- queries -------------------------------------------------------------
     @property
     def baseline_share(self) -> float:
         """p0, kept off 0 and 1 by half a trial so that a likelihood ratio is always finite."""
-        if self.sn <= 1:
+        a = self.a
+        sn = a[SN]
+        if sn <= 1:
             return 0.5
-        return min(max(self.sk, 0.5), self.sn - 0.5) / self.sn
+        sk, top = a[SK], sn - 0.5  # (clamped by comparisons, not min() and max(): the same value, no calls)
+        sk = 0.5 if 0.5 > sk else sk
+        return (top if top < sk else sk) / sn
 
     @property
     def rho(self) -> float:
         """Learned intra-minute correlation of hits (0: binomial; → 1: whole minutes hit together)."""
-        return overdispersion(self.sk, self.sn, self.skk, self.skn, self.snn)
+        a = self.a
+        return overdispersion(a[SK], a[SN], a[SKK], a[SKN], a[SNN])
+
+    trials = number(TRIALS, "Trials seen.", int)
+
+    @property
+    def warmup_minutes(self) -> int:
+        return self.config.warmup_minutes
+
+    shifted_at = number(SHIFTED_AT, "Event time the current shift was declared.")
 
     def score(self) -> float:
         """Evidence of a change as a fraction of the threshold; ≥ 1 only in an alarm."""
+        a, h = self.a, self.config.h
         if self.phase == SHIFTED:
-            return max(1.0, (self.h - self.s_back) / self.h)
-        return min(max(self.s_up, self.s_dn) / self.h, BELOW_ALARM)
+            return max(1.0, (h - a[S_BACK]) / h)
+        return min(max(a[S_UP], a[S_DN]) / h, BELOW_ALARM)
 
     def shift(self) -> ShareShift | None:
         """The current shift, if the model is in one."""
         if self.phase != SHIFTED:
             return None
+        a = self.a
         return ShareShift(
-            direction=self.shift_dir,
-            onset_ts=self.shift_onset,
-            observed_share=self.hs / self.ns,
+            direction=int(a[SHIFT_DIR]),
+            onset_ts=a[SHIFT_ONSET],
+            observed_share=a[HS] / a[NS],
             baseline_share=self.baseline_share,
-            trials=self.shift_n,
-            hits=self.shift_k,
+            trials=int(a[SHIFT_N]),
+            hits=int(a[SHIFT_K]),
         )
 
     # -- state ---------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         """Plain, versioned state: safe to keep in a changelog, never pickled."""
-        return slots_state(self, STATE_VERSION)
+        return {**config_state(self.config), **NUMBERS.to_dict(self.a), "phase": self.phase,
+                "run": list(self.run or ()), "v": STATE_VERSION}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> ProportionShift:
-        return restore_slots(cls, state, STATE_VERSION)
+        check_version(cls.__name__, state, STATE_VERSION)
+        model = cls.__new__(cls)
+        model.config = restore_config(ShareConfig, state)
+        model.a = NUMBERS.from_dict(state, cls.__name__)
+        model.phase = one_of(cls.__name__, "phase", state["phase"], (LEARNING, WATCHING, SHIFTED))
+        model.run = array("d", state["run"]) if state["run"] else None
+        return model
 
 
 def overdispersion(sk: float, sn: float, skk: float, skn: float, snn: float) -> float:
@@ -356,7 +436,9 @@ def overdispersion(sk: float, sn: float, skk: float, skn: float, snn: float) -> 
     if pq <= 0:
         return 0.0
     excess = skk - 2 * p * skn + p * p * snn - pq * sn
-    return min(max(excess / (pq * (snn - sn)), 0.0), RHO_MAX)
+    rho = excess / (pq * (snn - sn))
+    rho = 0.0 if 0.0 > rho else rho  # (clamped by comparisons, not min() and max(): the same value, no calls)
+    return RHO_MAX if RHO_MAX < rho else rho
 
 
 def _llr(k: float, n: float, p1: float, p0: float) -> float:

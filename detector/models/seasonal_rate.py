@@ -50,14 +50,23 @@ return) → ``watching``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from array import array
+from dataclasses import dataclass, field
 from typing import Any
 
-from detector.models.state import restore_slots, slots_state
+from detector.models.state import (
+    Packed,
+    check_version,
+    config_state,
+    number,
+    one_of,
+    restore_config,
+    shared,
+)
 
 LEARNING, WATCHING, SHIFTED = "learning", "watching", "shifted"
 NO_TEST, UP_ONLY, BOTH = 0, 1, 2  # which tests a minute's expectation may feed
-STATE_VERSION = 1
+STATE_VERSION = 2
 BUCKETS = 48  # hour of day × (weekday, weekend)
 ESTABLISHED = 60  # minutes a bucket needs before it predicts (one visit)
 SEEN_CAP = 999
@@ -89,6 +98,63 @@ class RateShift:
         return self.observed_per_minute / e if e > 0 else math.inf
 
 
+@dataclass(frozen=True, slots=True)
+class RateConfig:
+    """A seasonal rate test's parameters: one instance shared by every series with the same ones."""
+
+    ratio_above: float | None = 2.0
+    ratio_below: float | None = None
+    min_ratio: float = 1.5
+    h: float = 25.0
+    z: float = 2.0
+    min_minutes: int = 12
+    warmup_minutes: int = 1440
+    min_bucket_minutes: int = 120
+    bucket_half_life: float = 180.0  # in minutes of that bucket
+    level_half_life: float = 1440.0
+    noise_half_life: float = 2880.0
+    max_gap_minutes: int = 720
+    utc_offset_minutes: int = 0
+    # Derived once, the same numbers the methods would compute each minute:
+    level_keep: float = field(init=False)  # per minute, from level_half_life
+    level_rate: float = field(init=False)  # 1 − level_keep
+    bucket_rate: float = field(init=False)  # per minute of a bucket, from bucket_half_life
+    noise_keep: float = field(init=False)  # per minute, from noise_half_life
+
+    def __post_init__(self) -> None:
+        if self.ratio_above is not None and self.ratio_above <= 1:
+            raise ValueError(f"SeasonalRate ratio_above: expected > 1 or None, got {self.ratio_above!r}")
+        if self.ratio_below is not None and not 0 < self.ratio_below < 1:
+            raise ValueError(f"SeasonalRate ratio_below: expected in (0, 1) or None, got {self.ratio_below!r}")
+        if not 3 <= self.min_minutes <= RUN_MINUTES:
+            raise ValueError(f"SeasonalRate min_minutes: expected 3 to {RUN_MINUTES}, got {self.min_minutes!r}")
+        object.__setattr__(self, "level_keep", 0.5 ** (1.0 / self.level_half_life))
+        object.__setattr__(self, "level_rate", 1.0 - 0.5 ** (1.0 / self.level_half_life))
+        object.__setattr__(self, "bucket_rate", 1.0 - 0.5 ** (1.0 / self.bucket_half_life))
+        object.__setattr__(self, "noise_keep", 0.5 ** (1.0 / self.noise_half_life))
+
+
+# The numbers of a SeasonalRate, one double each (see detector.models.state), then prof: the EW mean
+# amount per minute of each bucket, in units of the level. The minutes each bucket has learned (capped
+# at 999) are counts of their own, two bytes each: SeasonalRate.counts.
+NUMBERS = Packed(
+    (
+        "first_minute", "minute", "m_x", "gx", "gm", "n1", "nm", "nmm", "ny", "nym",
+        "lag_rr", "lag_mm", "r_prev", "mu_prev", "prev_minute", "s_up", "s_dn",
+        "shift_dir", "shift_onset", "shift_minutes", "rx", "rm", "shift_x", "shift_m", "s_back", "shifted_at",
+    ),
+    ints=("first_minute", "minute", "prev_minute", "shift_dir", "shift_minutes"),
+    vectors={"prof": BUCKETS},
+)  # fmt: skip
+(
+    FIRST_MINUTE, MINUTE, M_X, GX, GM, N1, NM, NMM, NY, NYM,
+    LAG_RR, LAG_MM, R_PREV, MU_PREV, PREV_MINUTE, S_UP, S_DN,
+    SHIFT_DIR, SHIFT_ONSET, SHIFT_MINUTES, RX, RM, SHIFT_X, SHIFT_M, S_BACK, SHIFTED_AT,
+) = range(len(NUMBERS))  # fmt: skip
+NUMBERS.check(globals())
+PROF = NUMBERS.offset("prof")
+
+
 class SeasonalRate:
     """Online detector of sustained changes in a per-minute amount with a weekly rhythm.
 
@@ -107,16 +173,13 @@ class SeasonalRate:
     ...     m.update(sum(rng.random() < 0.5 for _ in range(100)), ts=minute * 60.0)
     >>> m.phase, 4 < m.shift().ratio < 6, m.shift().onset_ts == (monday + 3 * 1440) * 60
     ('shifted', True, True)
+
+    The numbers and the profile live in one array of doubles (``a``) and
+    the parameters in a :class:`RateConfig` shared with every series built
+    alike.
     """
 
-    __slots__ = (
-        "ratio_above", "ratio_below", "min_ratio", "h", "z", "min_minutes", "warmup_minutes",
-        "min_bucket_minutes", "bucket_half_life", "level_half_life", "noise_half_life", "max_gap", "offset",
-        "phase", "first_minute", "minute", "m_x", "prof", "seen", "gx", "gm",
-        "n1", "nm", "nmm", "ny", "nym", "lag_rr", "lag_mm", "r_prev", "mu_prev", "prev_minute",
-        "s_up", "s_dn", "run", "shift_dir", "shift_onset", "shift_minutes", "rx", "rm", "shift_x", "shift_m",
-        "s_back", "shifted_at",
-    )  # fmt: skip
+    __slots__ = ("a", "config", "counts", "phase", "run")
 
     def __init__(
         self,
@@ -135,106 +198,108 @@ class SeasonalRate:
         max_gap_minutes: int = 720,
         utc_offset_minutes: int = 0,
     ) -> None:
-        if ratio_above is not None and ratio_above <= 1:
-            raise ValueError(f"SeasonalRate ratio_above: expected > 1 or None, got {ratio_above!r}")
-        if ratio_below is not None and not 0 < ratio_below < 1:
-            raise ValueError(f"SeasonalRate ratio_below: expected in (0, 1) or None, got {ratio_below!r}")
-        if not 3 <= min_minutes <= RUN_MINUTES:
-            raise ValueError(f"SeasonalRate min_minutes: expected 3 to {RUN_MINUTES}, got {min_minutes!r}")
-        self.ratio_above, self.ratio_below, self.min_ratio = ratio_above, ratio_below, min_ratio
-        self.h, self.z, self.min_minutes = h, z, min_minutes
-        self.warmup_minutes, self.min_bucket_minutes = warmup_minutes, min_bucket_minutes
-        self.bucket_half_life = bucket_half_life  # in minutes of that bucket
-        self.level_half_life, self.noise_half_life = level_half_life, noise_half_life
-        self.max_gap, self.offset = max_gap_minutes, utc_offset_minutes
+        self.config = shared(RateConfig(ratio_above, ratio_below, min_ratio, h, z, min_minutes, warmup_minutes,
+                                        min_bucket_minutes, bucket_half_life, level_half_life, noise_half_life,
+                                        max_gap_minutes, utc_offset_minutes))
         self.phase = LEARNING
-        self.first_minute = self.minute = -1
-        self.m_x = 0.0
-        self.prof = [0.0] * BUCKETS  # EW mean amount per minute, in units of the level
-        self.seen = [0] * BUCKETS  # minutes learned per bucket (capped)
-        self.gx = self.gm = 0.0  # level = gx / gm: EW sums of observed and profile amounts
-        # r²/μ ≈ a + b·μ: EW sums of 1, μ, μ², y, y·μ; and lag-1 sums of residuals and of expectations.
-        self.n1 = self.nm = self.nmm = self.ny = self.nym = 0.0
-        self.lag_rr = self.lag_mm = self.r_prev = self.mu_prev = 0.0
-        self.prev_minute = -2
-        self.s_up = self.s_dn = 0.0
-        self.run: list[float] = []  # (minute, amount, expected) per minute of a CUSUM run
-        self.shift_dir, self.shift_onset, self.shift_minutes = 0, 0.0, 0
-        self.rx = self.rm = self.shift_x = self.shift_m = self.s_back = self.shifted_at = 0.0
+        # level = gx / gm: EW sums of observed and profile amounts. r²/μ ≈ a + b·μ: EW sums n1 … nym
+        # of 1, μ, μ², y, y·μ; and lag-1 sums of residuals and of expectations (lag_rr, lag_mm).
+        self.a = NUMBERS.new(first_minute=-1, minute=-1, prev_minute=-2)
+        self.counts = array("H", bytes(2 * BUCKETS))  # minutes learned per bucket (capped)
+        self.run: array[float] | None = None  # (minute, amount, expected) per minute of a CUSUM run, if one is open
 
     # -- commands ------------------------------------------------------------
     def update(self, amount: float, ts: float) -> None:
         """Add ``amount`` (≥ 0) to the minute of event time ``ts``; a late event counts in the open minute."""
         minute = int(ts // 60)
-        if minute > self.minute:
+        if minute > self.a[MINUTE]:
             self._advance_to(minute)
-        self.m_x += amount
+        self.a[M_X] += amount
 
     def advance(self, ts: float) -> None:
         """Close every minute before ``ts``: how a series that went silent is heard (call on a timer)."""
         minute = int(ts // 60)
-        if 0 <= self.minute < minute:
+        if 0 <= self.a[MINUTE] < minute:
             self._advance_to(minute)
 
     def _advance_to(self, minute: int) -> None:
-        if self.minute < 0:
-            self.first_minute = self.minute = minute
+        a, max_gap = self.a, self.config.max_gap_minutes
+        if a[MINUTE] < 0:
+            a[FIRST_MINUTE] = a[MINUTE] = minute
             return
-        self._close(self.minute, self.m_x)
-        gap = minute - self.minute - 1
-        for t in range(self.minute + 1, self.minute + 1 + min(gap, self.max_gap)):
+        last = int(a[MINUTE])
+        self._close(last, a[M_X])
+        gap = minute - last - 1
+        for t in range(last + 1, last + 1 + min(gap, max_gap)):
             self._close(t, 0.0)
-        if gap > self.max_gap:
+        if gap > max_gap:
             self._reset_cusum()  # evidence does not span time nobody saw
-        self.minute, self.m_x = minute, 0.0
+        a[MINUTE], a[M_X] = minute, 0.0
 
     def _close(self, t: int, x: float) -> None:
         """Judge minute ``t`` holding ``x``, then learn from it if it looks normal."""
-        if self.phase == LEARNING and t - self.first_minute >= self.warmup_minutes:
+        a, c = self.a, self.config
+        if self.phase == LEARNING and t - a[FIRST_MINUTE] >= c.warmup_minutes:
             self.phase = WATCHING
         v, learns, tests = self._profile_at(t)
-        mu = max(self.level * v, self._floor()) if learns or tests else 0.0
+        mu = 0.0
+        if learns or tests:
+            mu, floor = self.level * v, self._floor()
+            mu = floor if floor > mu else mu  # (bounds by comparisons rather than max(): no call)
         if self.phase == SHIFTED:
             if tests:
                 self._track_shift(x, mu)
             return
         # Decided before judging: the baseline learns while nothing is suspected, the noise only
         # while no run is open at all, so that a burst never teaches it what noise looks like.
-        calm = self.s_up < self.h / 2 and self.s_dn < self.h / 2
-        quiet = self.s_up <= 0 and self.s_dn <= 0
-        if self.phase == WATCHING and tests and self.n1 >= ESTABLISHED:
+        s_up, s_dn = a[S_UP], a[S_DN]
+        calm = s_up < c.h / 2 and s_dn < c.h / 2
+        quiet = s_up <= 0 and s_dn <= 0
+        if self.phase == WATCHING and tests and a[N1] >= ESTABLISHED:
             self._judge(t, x, mu, tests)
         if calm and self.phase != SHIFTED:
             self._learn(t, x, v, mu if learns else 0.0, quiet)
 
     def _judge(self, t: int, x: float, mu: float, tests: int) -> None:
+        a, c = self.a, self.config
         d = self.dispersion(mu)
-        if self.ratio_above is not None:
-            self.s_up = max(0.0, self.s_up + _llr(x, mu, self.ratio_above) / d)
-        if self.ratio_below is not None and tests == BOTH:
-            self.s_dn = max(0.0, self.s_dn + _llr(x, mu, self.ratio_below) / d)
-        if self.s_up <= 0 and self.s_dn <= 0:
-            self.run.clear()
+        s_up, s_dn = a[S_UP], a[S_DN]
+        if c.ratio_above is not None:
+            s_up += _llr(x, mu, c.ratio_above) / d
+            a[S_UP] = s_up = s_up if s_up > 0.0 else 0.0
+        if c.ratio_below is not None and tests == BOTH:
+            s_dn += _llr(x, mu, c.ratio_below) / d
+            a[S_DN] = s_dn = s_dn if s_dn > 0.0 else 0.0
+        if s_up <= 0 and s_dn <= 0:
+            self.run = None
             return
         self._extend(t, x, mu)
-        if self.s_up >= self.h:
+        if s_up >= c.h:
             self._maybe_shift(+1, t)
-        elif self.s_dn >= self.h:
+        elif s_dn >= c.h:
             self._maybe_shift(-1, t)
 
     def _learn(self, t: int, x: float, v: float, mu: float, quiet: bool) -> None:
         """Teach the bucket; and the level (and, if ``quiet``, the noise) when the bucket could predict."""
+        a = self.a
         b = self._bucket(t)
-        self.seen[b] = n = min(self.seen[b] + 1, SEEN_CAP)
-        rate = max(1.0 / n, 1.0 - 0.5 ** (1.0 / self.bucket_half_life))
-        p = self.prof[b] + rate * (x / max(self.level, 1e-6) - self.prof[b])
-        self.prof[b] = _round(p)  # six digits are plenty and keep the state small
+        seen = self.counts
+        # (Bounds by comparisons, not min() and max(): the same values, no calls; this runs every minute.)
+        n = seen[b] + 1
+        seen[b] = n = SEEN_CAP if SEEN_CAP < n else n
+        rate, least = 1.0 / n, self.config.bucket_rate
+        rate = least if least > rate else rate
+        level = self.level
+        prof = a[PROF + b]
+        p = prof + rate * (x / (1e-6 if 1e-6 > level else level) - prof)
+        a[PROF + b] = _round(p)  # six digits are plenty and keep the state small
         if mu <= 0:
             return
-        if self.gm <= 0:
-            self.gx = self.gm = LEVEL_PRIOR_MINUTES * v
-        k = 0.5 ** (1.0 / self.level_half_life)
-        self.gx, self.gm = k * self.gx + x, k * self.gm + v
+        gx, gm = a[GX], a[GM]
+        if gm <= 0:
+            gx = gm = LEVEL_PRIOR_MINUTES * v
+        k = self.config.level_keep
+        a[GX], a[GM] = k * gx + x, k * gm + v
         if quiet:
             self._learn_noise(t, x - mu, mu)
 
@@ -244,22 +309,28 @@ class SeasonalRate:
         Counting noise is independent minute to minute, so the lag-1
         covariance of residuals belongs to the wandering alone: ρ·b·μₜ·μₜ₋₁.
         """
-        k = 0.5 ** (1.0 / self.noise_half_life)
-        if self.n1 >= ESTABLISHED:
-            a, b = noise_fit(self.n1, self.nm, self.nmm, self.ny, self.nym)
-            reach = math.sqrt(CLIP_Z2 * max(a + b * mu, 1e-9) * mu)  # one minute's spread, not a run's
-            r = min(max(r, -reach), reach)
-            if t == self.prev_minute + 1:
-                self.lag_rr = k * self.lag_rr + r * self.r_prev
-                self.lag_mm = k * self.lag_mm + mu * self.mu_prev
-            self.r_prev, self.mu_prev, self.prev_minute = r, mu, t
+        a = self.a
+        k = self.config.noise_keep
+        n1, nm, nmm, ny, nym = a[N1], a[NM], a[NMM], a[NY], a[NYM]  # each read once: this runs every minute
+        if n1 >= ESTABLISHED:
+            fa, fb = noise_fit(n1, nm, nmm, ny, nym)
+            d = fa + fb * mu
+            reach = math.sqrt(CLIP_Z2 * (1e-9 if 1e-9 > d else d) * mu)  # one minute's spread, not a run's
+            r = -reach if -reach > r else r
+            r = reach if reach < r else r
+            if t == a[PREV_MINUTE] + 1:
+                a[LAG_RR] = k * a[LAG_RR] + r * a[R_PREV]
+                a[LAG_MM] = k * a[LAG_MM] + mu * a[MU_PREV]
+            a[R_PREV], a[MU_PREV], a[PREV_MINUTE] = r, mu, t
         y = r * r / mu
-        self.n1, self.nm, self.nmm = k * self.n1 + 1, k * self.nm + mu, k * self.nmm + mu * mu
-        self.ny, self.nym = k * self.ny + y, k * self.nym + y * mu
+        a[N1], a[NM], a[NMM] = k * n1 + 1, k * nm + mu, k * nmm + mu * mu
+        a[NY], a[NYM] = k * ny + y, k * nym + y * mu
 
     def _extend(self, t: int, x: float, mu: float) -> None:
         run = self.run
-        run += (t, _round(x), _round(mu))
+        if run is None:
+            run = self.run = array("d")
+        run.extend((t, _round(x), _round(mu)))
         if len(run) > 3 * RUN_MINUTES:
             run[1], run[2] = run[1] + run[4], run[2] + run[5]
             del run[3:6]
@@ -295,17 +366,18 @@ class SeasonalRate:
     def _maybe_shift(self, direction: int, t: int) -> None:
         onset = self._onset(direction)
         latest = self._onset(direction, ONSET_SLACK)
-        if onset is None or latest is None or latest[3] < self.min_minutes:
+        a, c = self.a, self.config
+        if onset is None or latest is None or latest[3] < c.min_minutes:
             return
         # The effect is judged on the latest min_minutes alone, at its confidence bound: what
         # matters is whether the excess is still there, not how large a burst inside the run was.
-        k = self.min_minutes
+        k = c.min_minutes
         x, m = self._recent(k)
         r = x / m
         se = math.sqrt(self.dispersion(max(x, m) / k) * max(x, m)) / m
-        bound = r - self.z * se if direction > 0 else r + self.z * se
+        bound = r - c.z * se if direction > 0 else r + c.z * se
         weakest = self._weakest_third(r, k)
-        if _factor(r, direction) < self.min_ratio:
+        if _factor(r, direction) < c.min_ratio:
             # Too small to matter now, whatever the run once held: start afresh, and if the
             # window is of one piece let the level absorb what is sure of it.
             if weakest >= 0:
@@ -314,13 +386,13 @@ class SeasonalRate:
             return
         lx, lm = self._recent(LAST_MINUTES)
         last = _llr(lx, lm, r) / self.dispersion(lm / LAST_MINUTES)
-        if weakest < STEADY_NATS or last < LAST_NATS or _factor(bound, direction) < self.min_ratio:
+        if weakest < STEADY_NATS or last < LAST_NATS or _factor(bound, direction) < c.min_ratio:
             return  # a burst inside the window, an excess that is fading, or not yet sure: wait
         start, total_x, total_m, minutes = onset
         self.phase = SHIFTED
-        self.shift_dir, self.shift_onset, self.shift_minutes = direction, start * 60.0, minutes
-        self.rx, self.rm, self.shift_x, self.shift_m = x, m, total_x, total_m
-        self.s_back, self.shifted_at = 0.0, (t + 1) * 60.0
+        a[SHIFT_DIR], a[SHIFT_ONSET], a[SHIFT_MINUTES] = direction, start * 60.0, minutes
+        a[RX], a[RM], a[SHIFT_X], a[SHIFT_M] = x, m, total_x, total_m
+        a[S_BACK], a[SHIFTED_AT] = 0.0, (t + 1) * 60.0
 
     def _weakest_third(self, r: float, k: int) -> float:
         """The least evidence for ratio ``r`` against baseline in any third of the latest ``k`` minutes.
@@ -343,20 +415,21 @@ class SeasonalRate:
 
     def _track_shift(self, x: float, mu: float) -> None:
         """Follow the shifted ratio; return to watching once the evidence says it is gone."""
-        self.shift_minutes += 1
-        self.shift_x += x
-        self.shift_m += mu
-        self.rx = TRACK_DECAY * self.rx + x
-        self.rm = TRACK_DECAY * self.rm + mu
-        r = max(self.rx / self.rm, 1e-9)
-        if _factor(r, self.shift_dir) < math.sqrt(self.min_ratio):
+        a, c = self.a, self.config
+        a[SHIFT_MINUTES] += 1
+        a[SHIFT_X] += x
+        a[SHIFT_M] += mu
+        a[RX] = TRACK_DECAY * a[RX] + x
+        a[RM] = TRACK_DECAY * a[RM] + mu
+        r = max(a[RX] / a[RM], 1e-9)
+        if _factor(r, int(a[SHIFT_DIR])) < math.sqrt(c.min_ratio):
             self._end_shift()
             return
         # LLR of "back at baseline" against "still at the shift's ratio since its onset" (a fixed
         # alternative: one that followed the data would chase the return instead of seeing it).
-        ratio = max(self.shift_x / self.shift_m, 1e-9)
-        self.s_back = max(0.0, self.s_back - _llr(x, mu, ratio) / self.dispersion(mu))
-        if self.s_back >= self.h:
+        ratio = max(a[SHIFT_X] / a[SHIFT_M], 1e-9)
+        a[S_BACK] = max(0.0, a[S_BACK] - _llr(x, mu, ratio) / self.dispersion(mu))
+        if a[S_BACK] >= c.h:
             self._end_shift()
 
     def _end_shift(self) -> None:
@@ -364,24 +437,25 @@ class SeasonalRate:
         self._reset_cusum()
 
     def _reset_cusum(self) -> None:
-        self.s_up = self.s_dn = 0.0
-        self.run = []
+        self.a[S_UP] = self.a[S_DN] = 0.0
+        self.run = None
 
     def _scale_level(self, r: float) -> None:
-        if self.gm > 0:
-            self.gx *= r
+        a = self.a
+        if a[GM] > 0:
+            a[GX] *= r
         else:
-            self.gx, self.gm = r, 1.0
+            a[GX], a[GM] = r, 1.0
 
     def rebaseline(self, ts: float) -> None:
         """Accept the shifted rate as the new normal: the whole profile scales by the ratio."""
         if self.phase == SHIFTED:
-            self._scale_level(self.rx / self.rm)
+            self._scale_level(self.a[RX] / self.a[RM])
             self._end_shift()
 
     # -- the profile ----------------------------------------------------------
     def _bucket(self, t: int) -> int:
-        local = t + self.offset
+        local = t + self.config.utc_offset_minutes
         weekend = (local // 1440 + 3) % 7 >= 5  # 1970-01-01 was a Thursday
         return (local // 60) % 24 + 24 * weekend
 
@@ -391,38 +465,56 @@ class SeasonalRate:
         Returns (amount, whether the minute teaches the level and the noise,
         which tests it may feed: NO_TEST, UP_ONLY or BOTH).
         """
+        a, c, seen = self.a, self.config, self.counts
         b = self._bucket(t)
-        seen, prof = self.seen, self.prof
         other = (b + 24) % BUCKETS
-        mature = seen[other] >= self.min_bucket_minutes
+        mature = seen[other] >= c.min_bucket_minutes
         if seen[b] >= ESTABLISHED:
-            pos = ((t + self.offset) % 60 + 0.5) / 60 - 0.5
+            pos = ((t + c.utc_offset_minutes) % 60 + 0.5) / 60 - 0.5
             nb = self._bucket(t + (60 if pos >= 0 else -60))
-            v = prof[b]
+            v = a[PROF + b]
             if seen[nb] >= ESTABLISHED:
-                v += abs(pos) * (prof[nb] - v)
-            if seen[b] >= self.min_bucket_minutes:
+                v += abs(pos) * (a[PROF + nb] - v)
+            if seen[b] >= c.min_bucket_minutes:
                 return v, True, BOTH
             return v, True, UP_ONLY if mature else NO_TEST  # a day type's second visit
         if mature:
             factor = self.weekend_factor()
-            return prof[other] * (factor if b >= 24 else 1.0 / factor), False, UP_ONLY
+            return a[PROF + other] * (factor if b >= 24 else 1.0 / factor), False, UP_ONLY
         return 0.0, False, NO_TEST
 
     def weekend_factor(self) -> float:
         """Weekend over weekday amount, over the hours both have seen (1 before any)."""
-        wd = sum(self.prof[h] for h in range(24) if min(self.seen[h], self.seen[h + 24]) >= ESTABLISHED)
-        we = sum(self.prof[h + 24] for h in range(24) if min(self.seen[h], self.seen[h + 24]) >= ESTABLISHED)
+        a = self.a
+        seen = self.counts
+        both = [h for h in range(24) if min(seen[h], seen[h + 24]) >= ESTABLISHED]
+        wd = sum(a[PROF + h] for h in both)
+        we = sum(a[PROF + h + 24] for h in both)
         return we / wd if wd > 0 and we > 0 else 1.0
 
     def _floor(self) -> float:
-        return FLOOR_SHARE * self.gx * (1.0 - 0.5 ** (1.0 / self.level_half_life)) + 1e-12
+        return FLOOR_SHARE * self.a[GX] * self.config.level_rate + 1e-12
 
     # -- queries ---------------------------------------------------------------
     @property
     def level(self) -> float:
         """The global level: recent amounts over what the profile alone expects."""
-        return self.gx / self.gm if self.gm > 0 else 1.0
+        gm = self.a[GM]
+        return self.a[GX] / gm if gm > 0 else 1.0
+
+    @property
+    def prof(self) -> list[float]:
+        """Per bucket (hour of day × weekday/weekend), the EW mean amount per minute in units of the level."""
+        return self.a[PROF : PROF + BUCKETS].tolist()
+
+    @property
+    def seen(self) -> list[int]:
+        """Per bucket, the minutes it has learned (capped)."""
+        return self.counts.tolist()
+
+    minute = number(MINUTE, "The open minute (−1 before any).", int)
+    m_x = number(M_X, "The amount so far in the open minute.")
+    shifted_at = number(SHIFTED_AT, "Event time the current shift was declared.")
 
     def expected(self, ts: float) -> float | None:
         """The baseline amount for the minute of ``ts``, or None while that time is unknown."""
@@ -431,47 +523,69 @@ class SeasonalRate:
 
     def dispersion(self, mu: float) -> float:
         """Variance over mean of a run's minutes at expected amount ``mu`` (1 for Poisson counts)."""
-        a, b = noise_fit(self.n1, self.nm, self.nmm, self.ny, self.nym)
-        return max(a + b * mu * self._persistence(b), 1e-9)
+        a, b = self.noise()
+        d = a + b * mu * self._persistence(b)
+        return 1e-9 if 1e-9 > d else d
+
+    def noise(self) -> tuple[float, float]:
+        """The learned (a, b) of D(μ) = a + b·μ·P: counting noise, and the wandering of the rate."""
+        s = self.a
+        return noise_fit(s[N1], s[NM], s[NMM], s[NY], s[NYM])
 
     def persistence(self) -> float:
         """Variance inflation of a run of minutes when the wandering persists (AR(1): (1+ρ)/(1-ρ))."""
-        return self._persistence(noise_fit(self.n1, self.nm, self.nmm, self.ny, self.nym)[1])
+        return self._persistence(self.noise()[1])
 
     def _persistence(self, b: float) -> float:
-        if b <= 0 or self.lag_mm <= 0:
+        lag_mm = self.a[LAG_MM]
+        if b <= 0 or lag_mm <= 0:
             return 1.0
-        rho = min(max(self.lag_rr / self.lag_mm / b, 0.0), 0.9)
+        rho = self.a[LAG_RR] / lag_mm / b
+        rho = 0.0 if 0.0 > rho else rho
+        rho = 0.9 if 0.9 < rho else rho
         return (1 + rho) / (1 - rho)
 
     def score(self) -> float:
         """Evidence of a change as a fraction of the threshold; ≥ 1 only in an alarm."""
+        a, h = self.a, self.config.h
         if self.phase == SHIFTED:
-            return max(1.0, (self.h - self.s_back) / self.h)
-        return min(max(self.s_up, self.s_dn) / self.h, BELOW_ALARM)
+            return max(1.0, (h - a[S_BACK]) / h)
+        return min(max(a[S_UP], a[S_DN]) / h, BELOW_ALARM)
 
     def shift(self) -> RateShift | None:
         """The current shift, if the model is in one."""
         if self.phase != SHIFTED:
             return None
-        expected = self.expected(self.minute * 60.0) or self.rm * (1 - TRACK_DECAY)
+        a = self.a
+        expected = self.expected(a[MINUTE] * 60.0) or a[RM] * (1 - TRACK_DECAY)
         return RateShift(
-            direction=self.shift_dir,
-            onset_ts=self.shift_onset,
-            observed_per_minute=expected * self.rx / self.rm,
+            direction=int(a[SHIFT_DIR]),
+            onset_ts=a[SHIFT_ONSET],
+            observed_per_minute=expected * a[RX] / a[RM],
             expected_per_minute=expected,
-            minutes=self.shift_minutes,
-            excess=self.shift_x - self.shift_m,
+            minutes=int(a[SHIFT_MINUTES]),
+            excess=a[SHIFT_X] - a[SHIFT_M],
         )
 
     # -- state ---------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         """Plain, versioned state: safe to keep in a changelog, never pickled."""
-        return slots_state(self, STATE_VERSION)
+        return {**config_state(self.config), **NUMBERS.to_dict(self.a), "seen": self.counts.tolist(),
+                "phase": self.phase, "run": list(self.run or ()), "v": STATE_VERSION}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> SeasonalRate:
-        return restore_slots(cls, state, STATE_VERSION)
+        check_version(cls.__name__, state, STATE_VERSION)
+        model = cls.__new__(cls)
+        model.config = restore_config(RateConfig, state)
+        model.a = NUMBERS.from_dict(state, cls.__name__)
+        if len(state["seen"]) != BUCKETS or not all(0 <= n <= SEEN_CAP for n in state["seen"]):
+            raise ValueError(f"SeasonalRate state seen: expected {BUCKETS} counts of 0 to {SEEN_CAP}, "
+                             f"got {state['seen']!r}")
+        model.counts = array("H", state["seen"])
+        model.phase = one_of(cls.__name__, "phase", state["phase"], (LEARNING, WATCHING, SHIFTED))
+        model.run = array("d", state["run"]) if state["run"] else None
+        return model
 
 
 def noise_fit(n1: float, nm: float, nmm: float, ny: float, nym: float) -> tuple[float, float]:
