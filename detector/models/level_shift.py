@@ -54,6 +54,7 @@ SHIFT_MEMORY = 500  # requests that the level of an ongoing shift is averaged ov
 HALF_LIFE_MINUTES = 24 * 60  # the baseline forgets by event time too, so slow series follow slow drift
 MIN_HALF_LIFE_MINUTES = 120  # ... but never faster than this, so a busy series cannot absorb a shift in minutes
 _FLOOR_1, _KEEP_1 = 0.5 ** (1 / MIN_HALF_LIFE_MINUTES), 0.5 ** (1 / HALF_LIFE_MINUTES)  # what a minute forgets
+TRACK_STEP = 1 - 0.5 ** (1 / 60)  # a shifted level follows the data with a half-life of an hour at most
 HOLD_S = 3600.0  # longest an undecided shift waits at the threshold for more evidence  # minute-to-minute wandering assumed even when none is seen
 
 
@@ -407,8 +408,11 @@ class LogLevelShift:
         n = a[M_N]
         a[SHIFT_N] += n
         # A running mean at first, then an exponential one over the last
-        # ~SHIFT_MEMORY requests: steady at low rates, quick at high ones.
-        a[SHIFT_MEAN] += min(n / min(a[SHIFT_N], SHIFT_MEMORY), 1.0) * (level - a[SHIFT_MEAN])
+        # ~SHIFT_MEMORY requests: steady at low rates, quick at high ones; but
+        # never slower than an hour's half-life, or a slow series would keep
+        # an incident open for half a day after it ended, hiding the next one.
+        step = min(n / min(a[SHIFT_N], SHIFT_MEMORY), 1.0)
+        a[SHIFT_MEAN] += (step if step > TRACK_STEP else TRACK_STEP) * (level - a[SHIFT_MEAN])
         back = a[MEAN] - a[SHIFT_MEAN]  # the move that would undo the shift
         if abs(back) < c.worth / 2:
             self._end_shift()
