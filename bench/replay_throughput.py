@@ -27,7 +27,8 @@ from pathlib import Path
 
 import orjson
 
-from detector.engine import Engine
+from detector.config import Settings
+from detector.detection_run import engine_for
 from detector.events import Decoder
 from detector.inputs import open_events
 from detector.pricing import PriceTable
@@ -51,7 +52,7 @@ def parse_only(path: Path) -> tuple[int, float]:
 
 
 def replay(path: Path) -> tuple[int, float, int]:
-    engine = Engine(PriceTable.packaged())
+    engine = engine_for(Settings(), PriceTable.packaged())  # the packaged rules, as `spendwatch replay` runs
     anomalies: list[object] = []
     started = time.process_time()
     with open_events(str(path)) as source:

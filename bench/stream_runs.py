@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.partitioner import DefaultPartitioner
 
+from streams.codecs import partition_of
 from streams.producer import Batcher, bootstrap_servers
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,16 +125,14 @@ def partition_shares(lines: Sequence[bytes], partitions: int) -> list[float]:
 
     >>> line = b'{"ts": 1.8e9, "model": "m", "input_tokens": 5, "output_tokens": 1, "team": "%s"}'
     >>> partition_shares([line % b"a"] * 3 + [line % b"d"], 2)
-    [0.25, 0.75]
+    [0.75, 0.25]
     """
     batcher = Batcher("array")
-    partitioner = DefaultPartitioner()
-    ids = list(range(partitions))
     counts = [0] * partitions
     for line in lines:
         key = batcher.key_of(line.rstrip(b"\r\n"))
         if key is not None:
-            counts[partitioner(json.dumps(key).encode(), ids, ids)] += 1
+            counts[partition_of(key, partitions)] += 1
     total = sum(counts) or 1
     return [n / total for n in counts]
 

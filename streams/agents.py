@@ -3,12 +3,13 @@
 ::
 
     spendwatch.usage ──decode──► <group>-events-by-key-v2 ──detect──► spendwatch.anomalies
-          │ (raw bytes)     │ (partition key, keyed batch)       │ (anomaly id, Contract 3)
+          │ (raw bytes)     │ (the keys of one partition)        │ (anomaly id, Contract 3)
           └─ reject ────────┴──► spendwatch.deadletter ◄──────────┘ event that raised
 
 Both agents take messages in batches (``stream.take_events``): faust's own
 cost per message is far larger than detection's per event, so one batch
-means one send per partition key and one table write per key. Every send of
+means one send per partition (carrying every key that lives there) and one
+table write per key. Every send of
 a batch is awaited before the batch is acknowledged, so an offset is only
 committed once what it produced is on the broker (at-least-once; the state
 table's ``applied`` offsets make the repeats harmless).
@@ -35,9 +36,10 @@ from streams.codecs import (
     Segment,
     anomaly_record,
     dead_letter,
-    decode_segments,
+    decode_keyed,
     event_text,
-    pack_segments,
+    pack_keyed,
+    partition_of,
     reject_letter,
 )
 from streams.groups import PROCESSING_ERROR, GroupRunner, Outcome
@@ -133,9 +135,9 @@ def attach_agents(
                 messages = [(progress.read(e.message), e.value) for e in batch]
                 by_key, letters = decode.split(messages)
                 sends = [
-                    await topics.by_key.send(key=key, value=message)
-                    for key, segments in by_key.items()
-                    for message in pack_segments(segments)
+                    await topics.by_key.send(value=message, partition=partition)
+                    for partition, keyed in _by_partition(by_key, settings.partitions).items()
+                    for message in pack_keyed(keyed)
                 ]
                 sends += [await topics.deadletter.send(value=letter) for letter in letters]
                 await _delivered(sends)
@@ -148,9 +150,10 @@ def attach_agents(
                 keyed, letters = [], []
                 for e in batch:
                     origin = progress.read(e.message)
-                    table.bind(e.key, e)
                     try:
-                        keyed.append((e.key, origin.partition, decode_segments(e.value)))
+                        for key, segments in decode_keyed(e.value):
+                            table.bind(key, e)
+                            keyed.append((key, origin.partition, segments))
                     except CodecError as exc:
                         letters.append(dead_letter(origin, "bad_repartition_payload", str(exc), e.value))
                         metrics.deadlettered.labels("bad_repartition_payload").inc()
@@ -174,6 +177,14 @@ def attach_agents(
         if mine:
             runner.revoke(mine)
             metrics.groups.set(runner.groups)
+
+
+def _by_partition(by_key: dict[str, list[Segment]], partitions: int) -> dict[int, list[tuple[str, list[Segment]]]]:
+    """Keys grouped by the repartition-topic partition they live on, so that each partition gets one message."""
+    out: dict[int, list[tuple[str, list[Segment]]]] = {}
+    for key, segments in by_key.items():
+        out.setdefault(partition_of(key, partitions), []).append((key, segments))
+    return out
 
 
 def _failure_letters(outcome: Outcome, usage_topic: str, metrics: Metrics) -> list[bytes]:

@@ -2,12 +2,12 @@
 
 Three payloads:
 
-* **keyed batches** on the repartition topic: the events of one partition
-  key, in order, grouped by the usage message they came from, so that
-  :mod:`streams.agents` can tell (source partition, offset) of every event
-  and skip what a redelivery brings twice. Layout::
+* **keyed batches** on the repartition topic: for each partition key of one
+  partition, its events in order, grouped by the usage message they came
+  from, so that :mod:`streams.agents` can tell (source partition, offset) of
+  every event and skip what a redelivery brings twice. Layout::
 
-      [[src_partition, src_offset, part, type, [{field: value, ...}, ...]], ...]
+      [[key, [[src_partition, src_offset, part, type, [{field: value, ...}, ...]], ...]], ...]
 
   A key's events are all of one type (the key says which), so each segment
   names its type once and msgspec decodes its events straight into that
@@ -26,10 +26,12 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import msgspec
 import orjson
+from aiokafka.partitioner import DefaultPartitioner
 
 from detector.anomaly import Anomaly
 from detector.events import Event, GpuSample, LlmRequest, Reject, UsageSample
@@ -39,9 +41,10 @@ EVENT_TYPES: dict[str, type[LlmRequest | GpuSample | UsageSample]] = {
 }
 MIXED = "*"
 _ENCODER = msgspec.json.Encoder()
-_SEGMENTS = msgspec.json.Decoder(list[tuple[int, int, int, str, msgspec.Raw]])
+_KEYED = msgspec.json.Decoder(list[tuple[str, list[tuple[int, int, int, str, msgspec.Raw]]]])
 _EVENTS = {kind: msgspec.json.Decoder(list[cls]) for kind, cls in EVENT_TYPES.items()}  # type: ignore[valid-type]
 _PAIRS = msgspec.json.Decoder(list[tuple[str, dict[str, Any]]])
+_PARTITIONER = DefaultPartitioner()
 
 
 class CodecError(ValueError):
@@ -66,43 +69,61 @@ class Segment:
 MAX_EVENTS_PER_MESSAGE = 1000
 """Events per repartition message at most: keeps each well under Kafka's 1 MB default."""
 
-
-def pack_segments(segments: Sequence[Segment], max_events: int = MAX_EVENTS_PER_MESSAGE) -> list[bytes]:
-    """A key's segments as repartition messages of at most ``max_events`` events, order kept.
-
-    >>> ev = LlmRequest(ts=1.8e9, model="m", input_tokens=3, output_tokens=1)
-    >>> messages = pack_segments([Segment(0, 7, [ev] * 5), Segment(0, 8, [ev])], max_events=2)
-    >>> [[(s.src_offset, s.part, len(s.events)) for s in decode_segments(m)] for m in messages]
-    [[(7, 0, 2)], [(7, 1, 2)], [(7, 2, 1), (8, 0, 1)]]
-    """
-    messages: list[bytes] = []
-    current: list[Segment] = []
-    room = max_events
-    for segment in segments:
-        events, part = segment.events, segment.part
-        while events:
-            take, events = events[:room], events[room:]
-            current.append(Segment(segment.src_partition, segment.src_offset, take, part))
-            part += 1
-            room -= len(take)
-            if room == 0:
-                messages.append(encode_segments(current))
-                current, room = [], max_events
-    if current:
-        messages.append(encode_segments(current))
-    return messages
+Keyed = tuple[str, list[Segment]]
+"""A partition key and its segments, as one repartition message carries them."""
 
 
-def encode_segments(segments: Sequence[Segment]) -> bytes:
-    """Keyed batch → bytes; floats round-trip exactly (the shortest repr that reads back the same).
+def partition_of(key: str, partitions: int) -> int:
+    """The repartition-topic partition a key lives on (murmur2, as Kafka's default partitioner).
 
-    >>> ev = LlmRequest(ts=1.8e9, model="m", input_tokens=3, output_tokens=1, team="a")
-    >>> gpu = GpuSample(ts=1.8e9, node="n", gpu="0", utilization=0.5)
-    >>> payload = encode_segments([Segment(2, 41, [ev]), Segment(2, 42, [ev, gpu])])
-    >>> [s.events for s in decode_segments(payload)] == [[ev], [ev, gpu]]
+    Chosen here rather than by the producer, because one message carries the
+    keys of one partition together, and each of them must always land there.
+
+    >>> partition_of("llm:search/answer", 4) == partition_of("llm:search/answer", 4) < 4
     True
     """
-    return _ENCODER.encode([_segment_form(s) for s in segments])
+    every = _every(partitions)
+    return int(_PARTITIONER(key.encode(), every, every))
+
+
+@cache
+def _every(partitions: int) -> list[int]:
+    return list(range(partitions))
+
+
+def pack_keyed(by_key: Sequence[Keyed], max_events: int = MAX_EVENTS_PER_MESSAGE) -> list[bytes]:
+    """Several keys' segments as repartition messages of at most ``max_events`` events, order kept.
+
+    faust's cost is per message, so the keys bound for one partition travel
+    together rather than one message each.
+
+    >>> ev = LlmRequest(ts=1.8e9, model="m", input_tokens=3, output_tokens=1)
+    >>> messages = pack_keyed([("a", [Segment(0, 7, [ev] * 3)]), ("b", [Segment(0, 7, [ev])])], max_events=2)
+    >>> [[(k, [(s.src_offset, s.part, len(s.events)) for s in segs]) for k, segs in decode_keyed(m)] for m in messages]
+    [[('a', [(7, 0, 2)])], [('a', [(7, 1, 1)]), ('b', [(7, 0, 1)])]]
+    """
+    messages: list[bytes] = []
+    current: list[list[Any]] = []
+    room = max_events
+    for key, segments in by_key:
+        forms: list[list[Any]] = []
+        current.append([key, forms])
+        for segment in segments:
+            events, part = segment.events, segment.part
+            while events:
+                take, events = events[:room], events[room:]
+                forms.append(_segment_form(Segment(segment.src_partition, segment.src_offset, take, part)))
+                part += 1
+                room -= len(take)
+                if room == 0:
+                    messages.append(_ENCODER.encode(current))
+                    forms = []
+                    current, room = [[key, forms]], max_events
+        if not forms:
+            current.pop()
+    if current:
+        messages.append(_ENCODER.encode(current))
+    return messages
 
 
 def _segment_form(s: Segment) -> list[Any]:
@@ -113,14 +134,15 @@ def _segment_form(s: Segment) -> list[Any]:
     return [s.src_partition, s.src_offset, s.part, MIXED, [[ev.type, ev] for ev in events]]
 
 
-def decode_segments(payload: bytes) -> list[Segment]:
-    """Bytes → keyed batch; a payload of another layout raises :class:`CodecError` saying what it found."""
+def decode_keyed(payload: bytes) -> list[Keyed]:
+    """Bytes → each key's segments; a payload of another layout raises :class:`CodecError` saying what it found."""
     try:
-        return [Segment(partition, offset, _events(kind, raw), part)
-                for partition, offset, part, kind, raw in _SEGMENTS.decode(payload)]
+        return [(key, [Segment(partition, offset, _events(kind, raw), part)
+                       for partition, offset, part, kind, raw in segments])
+                for key, segments in _KEYED.decode(payload)]
     except (msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:
         raise CodecError(
-            f"repartition payload: expected [[partition, offset, part, type, [event, ...]], ...], "
+            f"repartition payload: expected [[key, [[partition, offset, part, type, [event, ...]], ...]], ...], "
             f"found {payload[:200]!r} ({type(exc).__name__}: {exc})"
         ) from exc
 

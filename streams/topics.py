@@ -2,8 +2,9 @@
 
 * ``usage`` (``spendwatch.usage``): key anything (producers should key by
   team); value raw bytes: one event, a JSON array or JSON lines (Contract 1).
-* ``by_key`` (``<group>-events-by-key-v2``): key the partition key as a JSON
-  string; value a keyed batch (:func:`streams.codecs.encode_segments`).
+* ``by_key`` (``<group>-events-by-key-v2``): no key; each message goes to
+  the partition :func:`streams.codecs.partition_of` gives its keys, and its
+  value carries the segments of each (:func:`streams.codecs.pack_keyed`).
 * ``anomalies`` (``spendwatch.anomalies``): key the anomaly id (UTF-8); value
   a Contract 3 record (JSON).
 * ``deadletter`` (``spendwatch.deadletter``): no key; value a
@@ -22,7 +23,7 @@ import faust
 
 from streams.settings import StreamSettings
 
-REPARTITION_VERSION = "v2"  # v2: a segment names its events' type once
+REPARTITION_VERSION = "v2"  # v2: a message carries the keys of its partition, a segment its events' type once
 
 
 def by_key_topic_name(settings: StreamSettings) -> str:

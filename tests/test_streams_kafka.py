@@ -305,7 +305,7 @@ def test_two_workers_split_the_keys_and_one_takes_over_when_the_other_stops(brok
     got = wait_for("every anomaly", lambda: records_by_identity(anomalies_on(broker)),
                    lambda g: g.keys() >= want.keys())
     assert record_differences(got, want) == []
-    assert set(other.health()["keys"]) == keys
+    assert llm_keys(after) <= set(other.health()["keys"])  # a key is restored when its next event comes
 
 
 def test_a_worker_on_rocksdb_restarts_from_its_own_disk_and_gives_replays_answers(

@@ -26,8 +26,9 @@ from streams.codecs import (
     Origin,
     Segment,
     dead_letter,
-    decode_segments,
-    pack_segments,
+    decode_keyed,
+    pack_keyed,
+    partition_of,
 )
 from streams.groups import GroupRunner
 from streams.producer import Batcher, bootstrap_servers
@@ -83,15 +84,26 @@ def test_keyed_batches_round_trip_every_event_type_exactly() -> None:
         GpuSample(ts=1.8e9, node="n1", gpu="3", utilization=0.37, cluster="c", hourly_cost_usd=2.5),
         UsageSample(ts=1.8e9, metric="vector_db_usd", value=3.2, unit="usd", category="embedding", team="a"),
     ]
-    messages = pack_segments([Segment(2, 40, events), Segment(2, 41, events[:1])], max_events=2)
-    back = [s for m in messages for s in decode_segments(m)]
+    messages = pack_keyed([("k", [Segment(2, 40, events), Segment(2, 41, events[:1])])], max_events=2)
+    back = [s for m in messages for key, segments in decode_keyed(m) for s in segments]
     assert [(s.src_offset, s.part) for s in back] == [(40, 0), (40, 1), (41, 0)]
     assert [ev for s in back for ev in s.events] == events + events[:1]
 
 
+def test_keys_of_one_partition_share_messages_and_each_key_always_maps_to_one_partition() -> None:
+    ev = LlmRequest(ts=1.8e9, model="m", input_tokens=3, output_tokens=1)
+    keyed = [(f"llm:t/f{i}", [Segment(0, 9, [ev] * (i + 1))]) for i in range(30)]
+    messages = pack_keyed(keyed, max_events=100)
+    assert len(messages) == 5  # 465 events, 100 to a message, however many keys
+    back = [(key, len(s.events)) for m in messages for key, segments in decode_keyed(m) for s in segments]
+    assert sum(n for _, n in back) == 465 and sorted({k for k, _ in back}) == sorted(k for k, _ in keyed)
+    spread = {partition_of(key, 4) for key, _ in keyed}
+    assert spread == {0, 1, 2, 3} and all(partition_of(k, 4) == partition_of(k, 4) for k, _ in keyed)
+
+
 def test_a_foreign_repartition_payload_says_what_it_found() -> None:
-    with pytest.raises(CodecError, match=r"expected \[\[partition, offset, part.*found b'\{\"x\": 1\}'"):
-        decode_segments(b'{"x": 1}')
+    with pytest.raises(CodecError, match=r"expected \[\[key, \[\[partition, offset, part.*found b'\{\"x\": 1\}'"):
+        decode_keyed(b'{"x": 1}')
 
 
 def test_dead_letters_keep_text_as_text_and_other_bytes_as_base64() -> None:
