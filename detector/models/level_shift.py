@@ -55,6 +55,7 @@ HALF_LIFE_MINUTES = 24 * 60  # the baseline forgets by event time too, so slow s
 MIN_HALF_LIFE_MINUTES = 120  # ... but never faster than this, so a busy series cannot absorb a shift in minutes
 _FLOOR_1, _KEEP_1 = 0.5 ** (1 / MIN_HALF_LIFE_MINUTES), 0.5 ** (1 / HALF_LIFE_MINUTES)  # what a minute forgets
 TRACK_STEP = 1 - 0.5 ** (1 / 60)  # a shifted level follows the data with a half-life of an hour at most
+EFFECT_Z = 1.5  # the effect must matter at its lower bound of about 87 % confidence
 HOLD_S = 3600.0  # longest an undecided shift waits at the threshold for more evidence  # minute-to-minute wandering assumed even when none is seen
 
 
@@ -379,7 +380,7 @@ class LogLevelShift:
         effect = total / n - a[MEAN]
         # The run that crossed the threshold overstates the effect (the test
         # stopped when evidence peaked), so judge its size by a confidence band.
-        margin = 2.0 * math.sqrt(a[VAR] / n + a[TAU2] * self.persistence() / max(minutes, 1.0))
+        margin = EFFECT_Z * math.sqrt(a[VAR] / n + a[TAU2] * self.persistence() / max(minutes, 1.0))
         size, worth = direction * effect, c.worth
         if size - margin >= worth:
             self.phase = SHIFTED
