@@ -170,6 +170,7 @@ def attach_agents(
                 _count(outcome, runner, metrics)
                 for key, value in outcome.writes.items():  # only once what the batch produced is on the broker
                     table[key] = value
+                await table.written()  # and the batch is acknowledged only once its state is there too
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:

@@ -7,8 +7,9 @@ reinterpretation of old state.
 
 from __future__ import annotations
 
+import asyncio
 import weakref
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -39,11 +40,26 @@ class KeyedTable:
     the table puts every key where its events are. (faust's ``use_partitioner``
     would instead ask the producer, which fails until the producer has fetched
     the changelog's metadata.)
+
+    It also keeps the changelog records its writes produce, so that a batch
+    can wait for them (:meth:`written`) before its offsets may be committed:
+    faust sends table writes from a buffer that its own flush before a commit
+    gives up on after a tenth of a second, and a worker stopped then would
+    have committed offsets whose state never reached the changelog.
     """
 
     def __init__(self, table: faust.Table) -> None:
         self.table = table
         self._carrier: dict[str, faust.EventT] = {}
+        self._pending: list[Awaitable[Any]] = []
+        send = table.send_changelog
+
+        def send_and_keep(*args: Any, **kwargs: Any) -> Any:
+            future = send(*args, **kwargs)
+            self._pending.append(future)
+            return future
+
+        table.send_changelog = send_and_keep  # type: ignore[method-assign]
 
     def bind(self, key: str, event: faust.EventT) -> None:
         """Remember ``event`` as the message that carried ``key`` in this batch."""
@@ -56,6 +72,12 @@ class KeyedTable:
     def __setitem__(self, key: str, value: Any) -> None:
         with self._as_current(key):
             self.table[key] = value
+
+    async def written(self) -> None:
+        """Until every changelog record of the writes so far is on the broker."""
+        pending, self._pending = self._pending, []
+        if pending:
+            await asyncio.gather(*pending)
 
     @contextmanager
     def _as_current(self, key: str) -> Iterator[None]:
