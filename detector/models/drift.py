@@ -57,11 +57,9 @@ from typing import Any
 
 from detector.models.state import (
     Packed,
-    check_version,
-    config_state,
     number,
-    one_of,
-    restore_config,
+    packed_state,
+    restore_packed,
     shared,
 )
 
@@ -393,13 +391,8 @@ class SlowCreep:
     # -- state -------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         """Plain, versioned state: safe to keep in a changelog, never pickled."""
-        return {**config_state(self.config), **NUMBERS.to_dict(self.a), "phase": self.phase, "v": STATE_VERSION}
+        return packed_state(self, NUMBERS, STATE_VERSION)
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> SlowCreep:
-        check_version(cls.__name__, state, STATE_VERSION)
-        model = cls.__new__(cls)
-        model.config = restore_config(CreepConfig, state)
-        model.a = NUMBERS.from_dict(state, cls.__name__)
-        model.phase = one_of(cls.__name__, "phase", state["phase"], (LEARNING, WATCHING, SHIFTED))
-        return model
+        return restore_packed(cls, CreepConfig, NUMBERS, state, STATE_VERSION)

@@ -38,11 +38,10 @@ from typing import Any
 
 from detector.models.state import (
     Packed,
-    check_version,
-    config_state,
     number,
-    one_of,
-    restore_config,
+    packed_state,
+    restore_packed,
+    saved_run,
     shared,
 )
 
@@ -480,17 +479,12 @@ class LogLevelShift:
     # -- state ---------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         """Plain, versioned state: safe to keep in a changelog, never pickled."""
-        return {**config_state(self.config), **NUMBERS.to_dict(self.a), "phase": self.phase,
-                "up": list(self.up or ()), "dn": list(self.dn or ()), "v": STATE_VERSION}
+        return packed_state(self, NUMBERS, STATE_VERSION, up=list(self.up or ()), dn=list(self.dn or ()))
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> LogLevelShift:
-        check_version(cls.__name__, state, STATE_VERSION)
-        model = cls.__new__(cls)
-        model.config = restore_config(LevelConfig, state)
-        model.a = NUMBERS.from_dict(state, cls.__name__)
-        model.phase = one_of(cls.__name__, "phase", state["phase"], (LEARNING, WATCHING, SHIFTED))
-        model.up, model.dn = _run(state["up"]), _run(state["dn"])
+        model = restore_packed(cls, LevelConfig, NUMBERS, state, STATE_VERSION)
+        model.up, model.dn = saved_run(state["up"]), saved_run(state["dn"])
         return model
 
 
@@ -514,6 +508,3 @@ def _extend(run: array[float] | None, s: float, first_ts: float, n: float, raw_s
     return run
 
 
-def _run(saved: list[float]) -> array[float] | None:
-    """A run from saved state: none when it was empty."""
-    return array("d", saved) if saved else None

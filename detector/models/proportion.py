@@ -48,11 +48,10 @@ from typing import Any
 
 from detector.models.state import (
     Packed,
-    check_version,
-    config_state,
     number,
-    one_of,
-    restore_config,
+    packed_state,
+    restore_packed,
+    saved_run,
     shared,
 )
 
@@ -404,17 +403,12 @@ class ProportionShift:
     # -- state ---------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         """Plain, versioned state: safe to keep in a changelog, never pickled."""
-        return {**config_state(self.config), **NUMBERS.to_dict(self.a), "phase": self.phase,
-                "run": list(self.run or ()), "v": STATE_VERSION}
+        return packed_state(self, NUMBERS, STATE_VERSION, run=list(self.run or ()))
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> ProportionShift:
-        check_version(cls.__name__, state, STATE_VERSION)
-        model = cls.__new__(cls)
-        model.config = restore_config(ShareConfig, state)
-        model.a = NUMBERS.from_dict(state, cls.__name__)
-        model.phase = one_of(cls.__name__, "phase", state["phase"], (LEARNING, WATCHING, SHIFTED))
-        model.run = array("d", state["run"]) if state["run"] else None
+        model = restore_packed(cls, ShareConfig, NUMBERS, state, STATE_VERSION)
+        model.run = saved_run(state["run"])
         return model
 
 

@@ -56,11 +56,10 @@ from typing import Any
 
 from detector.models.state import (
     Packed,
-    check_version,
-    config_state,
     number,
-    one_of,
-    restore_config,
+    packed_state,
+    restore_packed,
+    saved_run,
     shared,
 )
 
@@ -570,21 +569,16 @@ class SeasonalRate:
     # -- state ---------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         """Plain, versioned state: safe to keep in a changelog, never pickled."""
-        return {**config_state(self.config), **NUMBERS.to_dict(self.a), "seen": self.counts.tolist(),
-                "phase": self.phase, "run": list(self.run or ()), "v": STATE_VERSION}
+        return packed_state(self, NUMBERS, STATE_VERSION, seen=self.counts.tolist(), run=list(self.run or ()))
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> SeasonalRate:
-        check_version(cls.__name__, state, STATE_VERSION)
-        model = cls.__new__(cls)
-        model.config = restore_config(RateConfig, state)
-        model.a = NUMBERS.from_dict(state, cls.__name__)
+        model = restore_packed(cls, RateConfig, NUMBERS, state, STATE_VERSION)
         if len(state["seen"]) != BUCKETS or not all(0 <= n <= SEEN_CAP for n in state["seen"]):
             raise ValueError(f"SeasonalRate state seen: expected {BUCKETS} counts of 0 to {SEEN_CAP}, "
                              f"got {state['seen']!r}")
         model.counts = array("H", state["seen"])
-        model.phase = one_of(cls.__name__, "phase", state["phase"], (LEARNING, WATCHING, SHIFTED))
-        model.run = array("d", state["run"]) if state["run"] else None
+        model.run = saved_run(state["run"])
         return model
 
 

@@ -149,6 +149,34 @@ def number(index: int, doc: str | None = None, kind: type = float) -> Any:
     return property(lambda self: self.a[index], doc=doc)
 
 
+PHASES = ("learning", "watching", "shifted")
+"""The phases every packed model goes through (its module names them LEARNING, WATCHING, SHIFTED)."""
+
+
+def packed_state(model: Any, numbers: Packed, version: int, **extra: Any) -> dict[str, Any]:
+    """A packed model's saved state: its parameters, its numbers, its phase, ``extra`` and the version."""
+    return {**config_state(model.config), **numbers.to_dict(model.a), "phase": model.phase, **extra, "v": version}
+
+
+def restore_packed(cls: type[M], config: type[Any], numbers: Packed, state: Mapping[str, Any], version: int) -> M:
+    """A model of ``cls`` with the config, numbers and phase of :func:`packed_state`'s dict; the caller adds the rest.
+
+    Another version, a missing number or an unknown phase is refused with a ``ValueError`` naming ``cls``.
+    """
+    check_version(cls.__name__, state, version)
+    model: Any = cls.__new__(cls)
+    model.config = restore_config(config, state)
+    model.a = numbers.from_dict(state, cls.__name__)
+    model.phase = one_of(cls.__name__, "phase", state["phase"], PHASES)
+    return model  # type: ignore[no-any-return]
+
+
+def saved_run(saved: Iterable[float]) -> array[float] | None:
+    """A CUSUM run from saved state: none when it was empty (models drop a run at zero)."""
+    run = array("d", saved)
+    return run if run else None
+
+
 def check_version(owner: str, state: Mapping[str, Any], version: int) -> None:
     """Refuse a state of another version than ``version``."""
     if state.get("v") != version:
