@@ -428,7 +428,7 @@ class Engine:
             if hourly is None and ev.gpu_model:
                 hourly = self.prices.gpu_hourly(ev.gpu_model)
             self._ledger.add_gpu(ev, hourly)
-            key = f"gpu:{ev.cluster or ''}/{ev.node or ''}"
+            key = group_key(ev)
             skey = (key, ev.gpu)
             s = self.samples.get(skey)
             if s is None:
@@ -439,7 +439,7 @@ class Engine:
             s.model.update(ev.utilization, ev.ts, hourly_cost_usd=hourly)
         elif type(ev) is UsageSample:
             self._ledger.add_usage(ev)
-            key = f"usage:{ev.metric}:{ev.team or ''}"
+            key = group_key(ev)
             labels = {k: v for k in USAGE_LABELS if (v := getattr(ev, k))}
             skey = (key, "\x1f".join(f"{k}={v}" for k, v in labels.items()))
             s = self.samples.get(skey)

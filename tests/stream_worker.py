@@ -115,31 +115,32 @@ def start_sink(broker_url: str, tmp_path: Path, web_port: int, *, loglevel: str 
     return WorkerProcess(process, web_port, log)
 
 
+class RaisingPrices:
+    """A real price table, except that pricing a request of one feature raises: a bug met inside the engine's loop."""
+
+    def __init__(self, real: Any, feature: str, error: type[Exception], message: str) -> None:
+        self.real, self.feature, self.error, self.message = real, feature, error, message
+
+    def cost(self, ev: Any) -> float | None:
+        if getattr(ev, "feature", None) == self.feature:
+            raise self.error(self.message)
+        return self.real.cost(ev)  # type: ignore[no-any-return]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
 def _run_poisoned_worker() -> None:
     import faust
 
     from detector.engine import Engine
-    from detector.events import Event
-    from streams.app import build_app, default_engine
+    from detector.pricing import PriceTable
+    from streams.app import build_app
     from streams.settings import StreamSettings
 
-    class PoisonedPrices:
-        """The real price table, except that pricing a request of the poison feature raises (inside processing)."""
-
-        def __init__(self, real: Any) -> None:
-            self.real = real
-
-        def cost(self, ev: Event) -> float | None:
-            if getattr(ev, "feature", None) == POISON_FEATURE:
-                raise RuntimeError("poisoned event")
-            return self.real.cost(ev)  # type: ignore[no-any-return]
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.real, name)
-
     def engine(settings: StreamSettings) -> Engine:
-        real = default_engine(settings)
-        return Engine(PoisonedPrices(real.prices), settings)  # type: ignore[arg-type]
+        prices = RaisingPrices(PriceTable.load(settings.prices), POISON_FEATURE, RuntimeError, "poisoned event")
+        return Engine(prices, settings)  # type: ignore[arg-type]
 
     stream = build_app(StreamSettings(), engine)
     faust.Worker(stream.app, loglevel="info", quiet=True).execute_from_commandline()

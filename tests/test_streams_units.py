@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 from click.testing import CliRunner
+from stream_worker import RaisingPrices
 
 from detector.anomaly import Anomaly
 from detector.engine import Engine
@@ -146,24 +147,11 @@ def test_redelivered_segments_are_skipped_not_counted_twice(incident_lines: list
 
 
 def test_an_event_that_raises_is_reported_and_the_rest_are_processed() -> None:
-    class FragilePrices:
-        """Pricing raises for one feature: a bug met inside the engine's loop, event by event."""
-
-        def __init__(self, real: PriceTable) -> None:
-            self.real = real
-
-        def cost(self, ev: LlmRequest) -> float | None:
-            if ev.feature == "bad":
-                raise ZeroDivisionError("division by zero")
-            return self.real.cost(ev)
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.real, name)
-
     good = [LlmRequest(ts=1.8e9 + i, model="gpt-4o", input_tokens=100, output_tokens=5, team="t") for i in range(5)]
     bad = LlmRequest(ts=1.8e9 + 2.5, model="gpt-4o", input_tokens=100, output_tokens=5, team="t", feature="bad")
     segment = Segment(0, 7, good[:3] + [bad] + good[3:])
-    out = GroupRunner(Engine(FragilePrices(PriceTable.packaged())), {}).run([("llm:t", 1, [segment])])  # type: ignore[arg-type]
+    prices = RaisingPrices(PriceTable.packaged(), "bad", ZeroDivisionError, "division by zero")
+    out = GroupRunner(Engine(prices), {}).run([("llm:t", 1, [segment])])  # type: ignore[arg-type]
     assert out.processed == 5 and len(out.failures) == 1
     failure = out.failures[0]
     assert (failure.event, failure.src_offset, failure.error) == (bad, 7, "ZeroDivisionError: division by zero")
