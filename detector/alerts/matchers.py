@@ -14,12 +14,9 @@ from __future__ import annotations
 import re
 
 from detector.rules.diagnostics import quote
-from detector.rules.matchers import EXPECTED, MAX_PATTERN_CHARS, Matcher, MatcherError
+from detector.rules.matchers import EXPECTED, Matcher, MatcherError, parse_matcher
 
 LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_\-]*)?")
-_SYNTAX = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*')
-_LOOSE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*(=~|!~|!=|==|=)\s*'?([^\"']*?)'?\s*")
-_ESCAPES = {'\\"': '"', "\\\\": "\\", "\\n": "\n"}
 
 
 def parse_label_matcher(text: str) -> Matcher:
@@ -37,31 +34,13 @@ def parse_label_matcher(text: str) -> Matcher:
     """
     if not isinstance(text, str):
         raise MatcherError(f"a matcher must be a string, found {type(text).__name__}", EXPECTED)
-    found = _SYNTAX.fullmatch(text)
-    if found is None:
-        loose = _LOOSE.fullmatch(text)
-        suggestion = None
-        if loose is not None:
-            op = "=" if loose.group(2) == "==" else loose.group(2)
-            suggestion = f'{loose.group(1)}{op}"{loose.group(3)}"'
-        raise MatcherError(f"bad matcher {quote(text)}", EXPECTED, suggestion)
-    name, op, raw = found.groups()
+    return parse_matcher(text, check_name=_alert_label_name)
+
+
+def _alert_label_name(name: str, text: str) -> None:
     if not LABEL_NAME.fullmatch(name):
         raise MatcherError(f"bad label name {quote(name)} in matcher {quote(text)}",
                            "letters, digits and '_', or tags.<name>")
-    value = re.sub(r"\\.", lambda m: _ESCAPES.get(m.group(0), m.group(0)[1]), raw)
-    regex = _compile(value, text) if op in ("=~", "!~") else None
-    return Matcher(name, op, value, regex)
-
-
-def _compile(pattern: str, text: str) -> re.Pattern[str]:
-    if len(pattern) > MAX_PATTERN_CHARS:
-        raise MatcherError(f"regex in {quote(text[:40] + '…')} is {len(pattern)} characters long",
-                           f"at most {MAX_PATTERN_CHARS} characters")
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise MatcherError(f"invalid regex {quote(pattern)}: {exc}", "a Python regular expression") from exc
 
 
 def matches_all(matchers: tuple[Matcher, ...], labels: dict[str, str]) -> bool:

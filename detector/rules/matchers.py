@@ -16,7 +16,7 @@ An absent label matches as the empty string, as in Alertmanager:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from detector.rules.catalog import SERIES_LABELS, closest, is_series_label
@@ -72,8 +72,20 @@ class Matcher:
         return f'{self.name}{self.op}"{escaped}"'
 
 
-def parse_matcher(text: str) -> Matcher:
-    """A matcher from its text, or :class:`MatcherError` saying what is wrong.
+NameCheck = Callable[[str, str], None]
+"""Refuses a label name (given the name and the whole matcher) with a :class:`MatcherError`."""
+
+
+def series_label_name(name: str, text: str) -> None:
+    """Rule files match series labels only: anything else is a typo, and the error names the closest."""
+    if not is_series_label(name):
+        raise MatcherError(f"unknown label {_q(name)} in matcher {_q(text)}",
+                           "a series label (" + ", ".join(SERIES_LABELS) + ") or tags.<name>",
+                           closest(name, SERIES_LABELS))
+
+
+def parse_matcher(text: str, check_name: NameCheck = series_label_name) -> Matcher:
+    """A matcher from its text, or :class:`MatcherError` saying what is wrong; ``check_name`` judges the label.
 
     >>> parse_matcher('team = "search"')
     Matcher(name='team', op='=', value='search')
@@ -92,10 +104,7 @@ def parse_matcher(text: str) -> Matcher:
             suggestion = f'{loose.group(1)}{op}"{loose.group(3)}"'
         raise MatcherError(f"bad matcher {_q(text)}", EXPECTED, suggestion)
     name, op, raw = match.groups()
-    if not is_series_label(name):
-        raise MatcherError(f"unknown label {_q(name)} in matcher {_q(text)}",
-                           "a series label (" + ", ".join(SERIES_LABELS) + ") or tags.<name>",
-                           closest(name, SERIES_LABELS))
+    check_name(name, text)
     value = re.sub(r"\\.", lambda m: _ESCAPES.get(m.group(0), m.group(0)[1]), raw)
     regex = _compile(value, text) if op in ("=~", "!~") else None
     return Matcher(name, op, value, regex)
