@@ -193,7 +193,7 @@ def run(steps, timing, *, silence=None, inhibit=False):
         elif action == "redeliver" and feature in active:
             p.push(active[feature])  # a stream redelivers after a restart
         p.advance(t)
-    end = t + keep_s + flap_s + 2 * repeat + wait + 1
+    end = t + for_s + keep_s + flap_s + 2 * repeat + wait + 1  # long enough for the last firing's `for` too
     p.advance(end)
     return p, sink, set(active), repeat
 
