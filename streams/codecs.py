@@ -24,7 +24,7 @@ Three payloads:
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -95,7 +95,11 @@ def pack_keyed(by_key: Sequence[Keyed], max_events: int = MAX_EVENTS_PER_MESSAGE
     """Several keys' segments as repartition messages of at most ``max_events`` events, order kept.
 
     faust's cost is per message, so the keys bound for one partition travel
-    together rather than one message each.
+    together rather than one message each. A segment longer than
+    ``max_events`` is cut into parts by its own length alone, never by what
+    else shares the message: a usage message decoded again after a restart
+    must give the same (offset, part) to the same events, or the detect
+    step's check of what it already applied would count some of them twice.
 
     >>> ev = LlmRequest(ts=1.8e9, model="m", input_tokens=3, output_tokens=1)
     >>> messages = pack_keyed([("a", [Segment(0, 7, [ev] * 3)]), ("b", [Segment(0, 7, [ev])])], max_events=2)
@@ -103,27 +107,28 @@ def pack_keyed(by_key: Sequence[Keyed], max_events: int = MAX_EVENTS_PER_MESSAGE
     [[('a', [(7, 0, 2)])], [('a', [(7, 1, 1)]), ('b', [(7, 0, 1)])]]
     """
     messages: list[bytes] = []
-    current: list[list[Any]] = []
+    current: list[list[Any]] = []  # [key, segment forms] in the message being filled
     room = max_events
     for key, segments in by_key:
-        forms: list[list[Any]] = []
-        current.append([key, forms])
-        for segment in segments:
-            events, part = segment.events, segment.part
-            while events:
-                take, events = events[:room], events[room:]
-                forms.append(_segment_form(Segment(segment.src_partition, segment.src_offset, take, part)))
-                part += 1
-                room -= len(take)
-                if room == 0:
-                    messages.append(_ENCODER.encode(current))
-                    forms = []
-                    current, room = [[key, forms]], max_events
-        if not forms:
-            current.pop()
+        for part in _parts(segments, max_events):
+            if len(part.events) > room:
+                messages.append(_ENCODER.encode(current))
+                current, room = [], max_events
+            if not current or current[-1][0] != key:
+                current.append([key, []])
+            current[-1][1].append(_segment_form(part))
+            room -= len(part.events)
     if current:
         messages.append(_ENCODER.encode(current))
     return messages
+
+
+def _parts(segments: Sequence[Segment], max_events: int) -> Iterator[Segment]:
+    """Each segment cut into parts of at most ``max_events`` events, numbered from its own ``part``."""
+    for segment in segments:
+        events = segment.events
+        for i, start in enumerate(range(0, len(events), max_events)):
+            yield Segment(segment.src_partition, segment.src_offset, events[start:start + max_events], segment.part + i)
 
 
 def _segment_form(s: Segment) -> list[Any]:

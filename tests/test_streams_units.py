@@ -95,11 +95,26 @@ def test_keys_of_one_partition_share_messages_and_each_key_always_maps_to_one_pa
     ev = LlmRequest(ts=1.8e9, model="m", input_tokens=3, output_tokens=1)
     keyed = [(f"llm:t/f{i}", [Segment(0, 9, [ev] * (i + 1))]) for i in range(30)]
     messages = pack_keyed(keyed, max_events=100)
-    assert len(messages) == 5  # 465 events, 100 to a message, however many keys
+    sizes = [sum(len(s.events) for _, segments in decode_keyed(m) for s in segments) for m in messages]
+    assert len(messages) == 6 and max(sizes) <= 100  # 465 events in 30 keys: a key's segment is never cut to fill
     back = [(key, len(s.events)) for m in messages for key, segments in decode_keyed(m) for s in segments]
     assert sum(n for _, n in back) == 465 and sorted({k for k, _ in back}) == sorted(k for k, _ in keyed)
     spread = {partition_of(key, 4) for key, _ in keyed}
     assert spread == {0, 1, 2, 3} and all(partition_of(k, 4) == partition_of(k, 4) for k, _ in keyed)
+
+
+def test_a_segment_gets_the_same_parts_whatever_shares_its_message() -> None:
+    """A usage message decoded again after a restart may meet other keys in its batch; its positions must not move."""
+    ev = LlmRequest(ts=1.8e9, model="m", input_tokens=3, output_tokens=1)
+    mine = ("k", [Segment(0, 9, [ev] * 250)])
+
+    def parts(by_key: list[tuple[str, list[Segment]]]) -> list[tuple[int, int, int]]:
+        return [(s.src_offset, s.part, len(s.events)) for m in pack_keyed(by_key, max_events=100)
+                for key, segments in decode_keyed(m) if key == "k" for s in segments]
+
+    alone = parts([mine])
+    assert alone == [(9, 0, 100), (9, 1, 100), (9, 2, 50)]
+    assert parts([("j", [Segment(0, 9, [ev] * 30)]), mine]) == alone
 
 
 def test_a_foreign_repartition_payload_says_what_it_found() -> None:
