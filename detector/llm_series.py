@@ -204,7 +204,9 @@ class Incident:
         return {model: tuple(v / minutes for v in sums) for model, sums in self.sums.items()}
 
     def to_state(self) -> dict[str, Any]:
-        return {"sums": self.sums, "expected": self.expected, "minutes": self.minutes, "related": self.related}
+        # Copies: the table holds this value until it is serialised, and the incident goes on changing.
+        return {"sums": {k: list(v) for k, v in self.sums.items()}, "expected": self.expected,
+                "minutes": self.minutes, "related": list(self.related)}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.related = list(state["related"])

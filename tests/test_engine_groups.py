@@ -80,3 +80,19 @@ def test_a_request_without_team_or_feature_has_a_group_of_its_own() -> None:
     engine.process(bare)
     key = engine.partition_key(bare)
     assert key == "llm:/" and engine.take_touched() == {key} and engine.has_group(key)
+
+
+def test_a_saved_incident_does_not_change_when_the_incident_goes_on() -> None:
+    """The state table keeps the exported value until it is serialised: it must not alias the live incident."""
+    from test_alerts_lifecycle import firing
+
+    from detector.llm_series import Incident
+    from detector.models.level_shift import LogLevelShift
+    from detector.monitor import Monitor
+
+    inc = Incident(firing(1.8e9), Monitor(None, "input_tokens_per_request", LogLevelShift()), None)
+    inc.add_minute("gpt-4o", (1.0, 0.5))
+    saved = inc.to_state()
+    inc.add_minute("gpt-4o", (2.0, 0.5))
+    inc.related.append("builtin.cost_per_request")
+    assert saved["sums"] == {"gpt-4o": [1.0, 0.5]} and saved["related"] == []
