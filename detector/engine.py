@@ -24,6 +24,7 @@ repartitions by.
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -43,7 +44,15 @@ from detector.events import Event, GpuSample, LlmRequest, UsageSample
 from detector.findings import MICRO
 from detector.incidents import Incidents
 from detector.ledger import SpendLedger
-from detector.llm_series import FeatureSeries, ModelSeries
+from detector.llm_series import (
+    BOOKED_COST,
+    BOOKED_N,
+    BOOKED_UNPRICED,
+    BUF_TS,
+    MONTH_COST,
+    FeatureSeries,
+    ModelSeries,
+)
 from detector.models.level_shift import SHIFTED
 from detector.monitor import monitors_for
 from detector.pricing import PriceTable
@@ -67,6 +76,7 @@ MODEL_METRICS = ("input_tokens_per_request", "output_tokens_per_request", "cost_
 FEATURE_METRICS = ("request_rate", "spend_rate")
 WATCHED_TIERS = ("premium", "standard")  # traffic moving *to* models of these tiers costs money
 EVICT_SHARE = 0.1  # of max_series, evicted at once when full, so eviction is rare
+NAN = math.nan  # the cost of an unpriced request in a series' buffer
 
 
 class Engine:
@@ -193,12 +203,11 @@ class Engine:
                     model_name = ev.model
                     f.tiers[model_name] = f.tiers.get(model_name, 0) + 1
                 # The per-request models get the minute's values at once when it closes.
-                if not s.buf_in:
-                    s.buf_ts = ts
-                s.buf_in.append(tokens)
-                s.buf_out.append(ev.output_tokens)
-                if cost is not None:
-                    s.buf_cost.append(cost * MICRO)
+                buf = s.buf
+                if not buf:
+                    s.a[BUF_TS] = ts
+                    buf = s.buf = array("d")
+                buf.extend((tokens, ev.output_tokens, NAN if cost is None else cost * MICRO))
                 if evaluator is not None:
                     out += evaluator.advance(ts)
                     out += evaluator.observe(ev, cost)
@@ -311,12 +320,9 @@ class Engine:
         if isinstance(s, FeatureSeries):
             self._new_feature_monitors(s)
             return
-        labels = labels_of(s.key)
-        for mon in monitors_for(self.rules, labels, MODEL_METRICS, self.settings):
-            if mon.metric in PER_REQUEST:
-                s.per_request.append(mon)
-            else:
-                s.per_minute.append(mon)
+        monitors = monitors_for(self.rules, labels_of(s.key), MODEL_METRICS, self.settings)
+        s.per_request = tuple(mon for mon in monitors if mon.metric in PER_REQUEST)
+        s.per_minute = tuple(mon for mon in monitors if mon.metric not in PER_REQUEST)
 
     def _new_feature_monitors(self, f: FeatureSeries) -> None:
         labels = labels_of(f.key, ("team", "feature"))
@@ -345,18 +351,20 @@ class Engine:
     # -- minutes ------------------------------------------------------------------
     def _book(self, s: ModelSeries) -> None:
         """Book what the series' open minute holds beyond what is already booked: its month, the ledger."""
-        n0, cost0, unpriced0 = s.booked
+        a = s.a
+        n0 = int(a[BOOKED_N])
         if s.n == n0:
             return
+        cost0, unpriced0 = a[BOOKED_COST], int(a[BOOKED_UNPRICED])
         ts = s.minute * 60.0
         if not self._month_start <= ts < self._month_end:
             self._month, self._month_start, self._month_end = _month_span(ts)
         if s.month != self._month:
-            s.month, s.month_cost = self._month, 0.0
-        s.month_cost += s.cost - cost0
+            s.month, a[MONTH_COST] = self._month, 0.0
+        a[MONTH_COST] += s.cost - cost0
         team, _, model = s.key
         self._ledger.add_requests(s.category, team, model or "", s.n - n0, s.cost - cost0, s.unpriced - unpriced0)
-        s.booked = (s.n, s.cost, s.unpriced)
+        a[BOOKED_N], a[BOOKED_COST], a[BOOKED_UNPRICED] = s.n, s.cost, s.unpriced
 
     def _close_minute(self, s: ModelSeries, f: FeatureSeries, out: list[Anomaly], now: float | None) -> None:
         """Judge the series' minute that ended: its shares, its profiles, its spend, and (at ``now``,
@@ -367,13 +375,9 @@ class Engine:
             return
         self._book(s)
         minute, ts = s.minute, s.minute * 60.0
-        s.input_sum += s.input
-        s.cached_sum += s.cached
         values = s.minute_values()
-        s.recent.add(minute, values)
-        if f.incident is None:
-            s.baseline.add(minute, values)
-        else:
+        s.add_minute(minute, values, baseline=f.incident is None)
+        if f.incident is not None:
             f.incident.add_minute(s.key[-1], values)
         for mon in s.per_minute:
             metric = mon.metric
@@ -389,17 +393,21 @@ class Engine:
 
     def _feed_requests(self, s: ModelSeries, f: FeatureSeries, out: list[Anomaly], now: float | None) -> None:
         """Hand the buffered minute to the per-request models; with ``now``, judge it."""
+        buf, buf_ts = s.buf, s.a[BUF_TS]
+        inputs, outputs, costs = buf[0::3], buf[1::3], buf[2::3]
+        if s.unpriced:  # an unpriced request has no cost to judge
+            costs = [c for c in costs if c == c]
         for mon in s.per_request:
             metric = mon.metric
-            values = s.buf_in if metric == INPUT else s.buf_out if metric == OUTPUT else s.buf_cost
+            values = inputs if metric == INPUT else outputs if metric == OUTPUT else costs
             model = mon.model
             was = model.phase
-            model.update_many(values, s.buf_ts)
+            model.update_many(values, buf_ts)
             if now is not None:
                 model.close(now)
                 if was == SHIFTED or model.phase == SHIFTED:
                     self.incidents.check(mon, s, f, now, out)
-        s.buf_in, s.buf_out, s.buf_cost = [], [], []
+        s.buf = ()
 
     def _close_feature_minute(self, f: FeatureSeries, out: list[Anomaly]) -> None:
         """Judge the feature's minute that ended: its rates and its tier mix."""

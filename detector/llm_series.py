@@ -22,6 +22,7 @@ from array import array
 from typing import Any
 
 from detector.anomaly import Anomaly
+from detector.models.state import number
 from detector.monitor import Monitor
 
 PROFILE_FIELDS = ("requests", "cost", "input", "output", "cached", "retries")
@@ -29,16 +30,31 @@ RECENT_HALF_LIFE = 5.0  # minutes: "now" for pricing and drivers
 BASELINE_HALF_LIFE = 1440.0  # minutes: "normal"
 _R = 0.5 ** (1 / RECENT_HALF_LIFE)
 _B = 0.5 ** (1 / BASELINE_HALF_LIFE)
-_MINUTE, _WEIGHT, _SUMS = 0, 1, 2  # where a Profile keeps what
+_MINUTE, _WEIGHT, _SUMS = 0, 1, 2  # where a profile keeps what, from its start
+PROFILE_SIZE = _SUMS + len(PROFILE_FIELDS)
+_NEW_PROFILE = (-1.0, 0.0, *(0.0 for _ in PROFILE_FIELDS))
+
+
+def _add(a: array[float], start: int, decay: float, minute: int, values: tuple[float, ...]) -> None:
+    """Fold a minute's sums into the profile at ``start`` of ``a``, silent minutes since the last as zeros."""
+    last = a[start]
+    gap = minute - last if last >= 0 else 1
+    keep = decay ** max(gap, 1)
+    fresh = 1 - decay
+    a[start + _WEIGHT] = a[start + _WEIGHT] * keep + fresh
+    for i, v in enumerate(values, start + _SUMS):
+        a[i] = a[i] * keep + v * fresh
+    a[start] = minute
 
 
 class Profile:
     """Exponentially weighted per-minute sums; silent minutes count as zero.
 
     ``weight`` corrects the start-up bias, so a young profile reads as the
-    average of the minutes it has seen. Kept in one array of doubles
-    (minute, weight, then the sums of :data:`PROFILE_FIELDS`) and updated in
-    place: a series holds two, thousands of series are live.
+    average of the minutes it has seen. The numbers (minute, weight, then
+    the sums of :data:`PROFILE_FIELDS`) live in an array of doubles from
+    ``start`` on: a series keeps both its profiles in its own array, and
+    hands out a :class:`Profile` over it to whoever reads them.
 
     >>> p = Profile(0.5)
     >>> for minute in range(10):
@@ -47,77 +63,76 @@ class Profile:
     (2.0, 50.0)
     """
 
-    __slots__ = ("a", "decay")
+    __slots__ = ("a", "decay", "start")
 
-    def __init__(self, decay: float) -> None:
+    def __init__(self, decay: float, a: array[float] | None = None, start: int = 0) -> None:
         self.decay = decay
-        self.a = array("d", (-1.0, 0.0, *(0.0 for _ in PROFILE_FIELDS)))
+        self.a = array("d", _NEW_PROFILE) if a is None else a
+        self.start = start
 
     @property
     def minute(self) -> int:
-        return int(self.a[_MINUTE])
+        return int(self.a[self.start + _MINUTE])
 
     @property
     def weight(self) -> float:
-        return self.a[_WEIGHT]
+        return self.a[self.start + _WEIGHT]
 
     def add(self, minute: int, values: tuple[float, ...]) -> None:
-        a = self.a
-        last = a[_MINUTE]
-        gap = minute - last if last >= 0 else 1
-        keep = self.decay ** max(gap, 1)
-        fresh = 1 - self.decay
-        a[_WEIGHT] = a[_WEIGHT] * keep + fresh
-        for i, v in enumerate(values, _SUMS):
-            a[i] = a[i] * keep + v * fresh
-        a[_MINUTE] = minute
+        _add(self.a, self.start, self.decay, minute, values)
 
     def per_minute(self, i: int) -> float:
         """Field ``i`` per minute."""
-        a = self.a
-        return a[_SUMS + i] / a[_WEIGHT] if a[_WEIGHT] > 0 else 0.0
+        a, start = self.a, self.start
+        return a[start + _SUMS + i] / a[start + _WEIGHT] if a[start + _WEIGHT] > 0 else 0.0
 
     def mean(self, i: int, per: int) -> float:
         """Field ``i`` per unit of field ``per`` (e.g. input tokens per request)."""
+        sums = self.start + _SUMS
         a = self.a
-        return a[_SUMS + i] / a[_SUMS + per] if a[_SUMS + per] > 0 else 0.0
+        return a[sums + i] / a[sums + per] if a[sums + per] > 0 else 0.0
 
     def to_state(self) -> list[Any]:
-        return [self.minute, *self.a[_WEIGHT:]]
+        a, start = self.a, self.start
+        return [int(a[start]), *a[start + _WEIGHT : start + PROFILE_SIZE]]
 
     def restore(self, state: list[Any]) -> None:
-        if len(state) != len(self.a):
-            raise ValueError(f"Profile state: expected {len(self.a)} numbers, got {len(state)}")
-        self.a = array("d", [float(v) for v in state])
+        if len(state) != PROFILE_SIZE:
+            raise ValueError(f"Profile state: expected {PROFILE_SIZE} numbers, got {len(state)}")
+        self.a[self.start : self.start + PROFILE_SIZE] = array("d", [float(v) for v in state])
+
+
+# A series' cold numbers, after its two profiles, in its one array of doubles (a series is kept per
+# (team, feature, model), thousands of times over, and a float object costs 24 bytes, an array 80).
+_RECENT, _BASELINE = 0, PROFILE_SIZE
+FIRST_TS, BUF_TS, INPUT_SUM, CACHED_SUM, MONTH_COST, BOOKED_N, BOOKED_COST, BOOKED_UNPRICED = range(
+    2 * PROFILE_SIZE, 2 * PROFILE_SIZE + 8)
+_SIZE = BOOKED_UNPRICED + 1
 
 
 class ModelSeries:
-    """One (team, feature, model): what a minute brought, and the models judging it."""
+    """One (team, feature, model): what a minute brought, and the models judging it.
+
+    The open minute's counts, touched by every request, are slots; what
+    changes once a minute (both profiles, all-time sums, the month's
+    dollars, what the ledger already has) lives in one array ``a``.
+    """
 
     __slots__ = (
-        "baseline",
-        "booked",
-        "buf_cost",
-        "buf_in",
-        "buf_out",
-        "buf_ts",
+        "a",
+        "buf",
         "cached",
-        "cached_sum",
         "category",
         "cost",
         "errors",
-        "first_ts",
         "input",
-        "input_sum",
         "key",
         "minute",
         "month",
-        "month_cost",
         "n",
         "output",
         "per_minute",
         "per_request",
-        "recent",
         "retries",
         "tier",
         "unpriced",
@@ -126,22 +141,44 @@ class ModelSeries:
     def __init__(self, key: tuple[str | None, ...], tier: str | None, ts: float, category: str) -> None:
         self.key = key
         self.tier = tier
-        self.first_ts = ts
         self.minute = int(ts // 60)
         self.category = category
         self.n = self.unpriced = self.retries = self.errors = 0
         self.cost = 0.0
-        self.booked = (0, 0.0, 0)  # requests, dollars, unpriced of the open minute already in the ledger
-        self.buf_in: list[int] = []  # the open minute's values for the per-request models, and its first time
-        self.buf_out: list[int] = []
-        self.buf_cost: list[float] = []
-        self.buf_ts = ts
+        # The open minute's (input tokens, output tokens, micro-dollars or NaN) per request for the
+        # per-request models (their first time is a[BUF_TS]); an empty tuple between minutes.
+        self.buf: array[float] | tuple[()] = ()
         self.input = self.output = self.cached = 0
-        self.input_sum = self.cached_sum = 0  # all-time, for the cache share that prices input tokens
-        self.month, self.month_cost = "", 0.0
-        self.recent, self.baseline = Profile(_R), Profile(_B)
-        self.per_request: list[Monitor] = []  # input, output, cost per request: fed each request
-        self.per_minute: list[Monitor] = []  # retry, error, cache-hit shares: fed each minute
+        self.month = ""
+        a = self.a = array("d", [0.0] * _SIZE)
+        a[_RECENT], a[_BASELINE] = -1.0, -1.0
+        a[FIRST_TS] = a[BUF_TS] = ts
+        self.per_request: tuple[Monitor, ...] = ()  # input, output, cost per request: fed each request
+        self.per_minute: tuple[Monitor, ...] = ()  # retry, error, cache-hit shares: fed each minute
+
+    first_ts = number(FIRST_TS, "Event time of the series' first request.")
+    input_sum = number(INPUT_SUM, "All-time input tokens, for the cache share that prices them.", int)
+    cached_sum = number(CACHED_SUM, "All-time cached input tokens.", int)
+    month_cost = number(MONTH_COST, "Dollars booked in ``month``.")
+
+    @property
+    def recent(self) -> Profile:
+        """The last ~5 minutes: "now", for pricing and drivers."""
+        return Profile(_R, self.a, _RECENT)
+
+    @property
+    def baseline(self) -> Profile:
+        """About a day, standing still while the feature has an incident: "normal"."""
+        return Profile(_B, self.a, _BASELINE)
+
+    def add_minute(self, minute: int, values: tuple[float, ...], baseline: bool) -> None:
+        """Fold a closed minute into the recent profile, and into the baseline unless it stands still."""
+        a = self.a
+        _add(a, _RECENT, _R, minute, values)
+        if baseline:
+            _add(a, _BASELINE, _B, minute, values)
+        a[INPUT_SUM] += self.input
+        a[CACHED_SUM] += self.cached
 
     def minute_values(self) -> tuple[float, ...]:
         return (self.n, self.cost, self.input, self.output, self.cached, self.retries)
@@ -149,16 +186,18 @@ class ModelSeries:
     def clear_minute(self) -> None:
         self.n = self.unpriced = self.retries = self.errors = 0
         self.cost = 0.0
-        self.booked = (0, 0.0, 0)
+        a = self.a
+        a[BOOKED_N] = a[BOOKED_COST] = a[BOOKED_UNPRICED] = 0.0
         self.input = self.output = self.cached = 0
 
-    def monitors(self) -> list[Monitor]:
+    def monitors(self) -> tuple[Monitor, ...]:
         return self.per_request + self.per_minute
 
     def to_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {name: getattr(self, name) for name in SERIES_FIELDS}
+        a = self.a
         state["key"] = list(self.key)
-        state["booked"] = list(self.booked)
+        state["booked"] = [int(a[BOOKED_N]), a[BOOKED_COST], int(a[BOOKED_UNPRICED])]
         state["recent"] = self.recent.to_state()
         state["baseline"] = self.baseline.to_state()
         state["monitors"] = [m.to_state() for m in self.monitors()]
@@ -167,14 +206,19 @@ class ModelSeries:
     def restore(self, state: dict[str, Any]) -> None:
         """Take the sums and profiles of a saved series (monitors are restored by the caller)."""
         for name in SERIES_FIELDS:
-            setattr(self, name, state[name])
-        self.booked = (int(state["booked"][0]), float(state["booked"][1]), int(state["booked"][2]))
+            if name not in _PACKED_FIELDS:
+                setattr(self, name, state[name])
+        a = self.a
+        for name, index in _PACKED_FIELDS.items():
+            a[index] = float(state[name])
+        a[BOOKED_N], a[BOOKED_COST], a[BOOKED_UNPRICED] = (float(v) for v in state["booked"])
         self.recent.restore(state["recent"])
         self.baseline.restore(state["baseline"])
 
 
 SERIES_FIELDS = ("tier", "first_ts", "minute", "category", "n", "cost", "unpriced", "input", "output", "cached",
                  "retries", "errors", "input_sum", "cached_sum", "month", "month_cost")
+_PACKED_FIELDS = {"first_ts": FIRST_TS, "input_sum": INPUT_SUM, "cached_sum": CACHED_SUM, "month_cost": MONTH_COST}
 
 
 class Incident:
@@ -226,7 +270,7 @@ class FeatureSeries:
         self.n = 0
         self.cost = 0.0
         self.tiers: dict[str, int] = {}
-        self.rates: list[Monitor] = []  # request_rate and spend_rate
-        self.tier_mix: dict[str, list[Monitor]] = {}
+        self.rates: tuple[Monitor, ...] = ()  # request_rate and spend_rate
+        self.tier_mix: dict[str, tuple[Monitor, ...]] = {}
         self.incident: Incident | None = None
         self.last_resolved = 0.0  # event time its last incident ended: a slow test's late echo of it is no news

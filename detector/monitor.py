@@ -98,8 +98,10 @@ class Monitor:
 
 def monitors_for(
     rules: RuleSet | None, labels: Mapping[str, str], metrics: tuple[str, ...], settings: Settings
-) -> list[Monitor]:
+) -> tuple[Monitor, ...]:
     """The monitors a series gets: one per anomaly rule selecting it, for each of ``metrics``.
+
+    A tuple: a series keeps it for life, and a tuple is allocated to size.
 
     Without rules, each metric gets its built-in model with the settings' defaults.
 
@@ -118,7 +120,7 @@ def monitors_for(
                 model = model_for(rule, settings)
                 if model is not None:
                     out.append(Monitor(rule, metric, model))
-    return out
+    return tuple(out)
 
 
 def default_model(metric: str, settings: Settings) -> Model:

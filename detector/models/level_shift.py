@@ -38,6 +38,7 @@ from typing import Any
 
 from detector.models.state import (
     Packed,
+    grow_run,
     number,
     packed_state,
     restore_packed,
@@ -499,12 +500,6 @@ def _extend(run: array[float] | None, s: float, first_ts: float, n: float, raw_s
     """
     if s <= 0.0:
         return None
-    if run is None:
-        run = array("d")
-    run.extend((first_ts, n, raw_sum, 1.0))
-    if len(run) > 4 * RUN_MINUTES:
-        run[1], run[2], run[3] = run[1] + run[5], run[2] + run[6], run[3] + run[7]
-        del run[4:8]
-    return run
+    return grow_run(run, (first_ts, n, raw_sum, 1.0), RUN_MINUTES)
 
 

@@ -48,6 +48,7 @@ from typing import Any
 
 from detector.models.state import (
     Packed,
+    grow_run,
     number,
     packed_state,
     restore_packed,
@@ -239,13 +240,7 @@ class ProportionShift:
         a[SNN] = keep * a[SNN] + n * n
 
     def _extend(self, n: float, k: float) -> None:
-        run = self.run
-        if run is None:
-            run = self.run = array("d")
-        run.extend((self.a[M_FIRST], n, k, 1.0))
-        if len(run) > 4 * RUN_MINUTES:
-            run[1], run[2], run[3] = run[1] + run[5], run[2] + run[6], run[3] + run[7]
-            del run[4:8]
+        self.run = grow_run(self.run, (self.a[M_FIRST], n, k, 1.0), RUN_MINUTES)
 
     def targets(self) -> tuple[float | None, float | None]:
         """The shares the upward and downward tests look for (None: that direction is off).

@@ -56,6 +56,7 @@ from typing import Any
 
 from detector.models.state import (
     Packed,
+    grow_run,
     number,
     packed_state,
     restore_packed,
@@ -326,13 +327,7 @@ class SeasonalRate:
         a[NY], a[NYM] = k * ny + y, k * nym + y * mu
 
     def _extend(self, t: int, x: float, mu: float) -> None:
-        run = self.run
-        if run is None:
-            run = self.run = array("d")
-        run.extend((t, _round(x), _round(mu)))
-        if len(run) > 3 * RUN_MINUTES:
-            run[1], run[2] = run[1] + run[4], run[2] + run[5]
-            del run[3:6]
+        self.run = grow_run(self.run, (t, _round(x), _round(mu)), RUN_MINUTES)
 
     # -- the run: onset, end, alarm ------------------------------------------
     def _tails(self) -> list[tuple[int, float, float, int]]:

@@ -105,7 +105,7 @@ class Packed:
 
     def new(self, **values: float) -> array[float]:
         """An array with every field zero but ``values``."""
-        a = array("d", bytes(8 * self.size))
+        a = array("d", [0.0] * self.size)  # from a list: allocated to size, where bytes would over-allocate
         for name, value in values.items():
             a[self.names.index(name)] = value
         return a
@@ -125,13 +125,13 @@ class Packed:
         missing = [name for name in (*self.names, *self.vectors) if name not in state]
         if missing:
             raise ValueError(f"{owner} state: missing {missing}")
-        a = array("d", [float(state[name]) for name in self.names])
+        numbers = [float(state[name]) for name in self.names]
         for name, length in self.vectors.items():
             values = state[name]
             if len(values) != length:
                 raise ValueError(f"{owner} state {name}: expected {length} numbers, got {len(values)}")
-            a.extend(float(v) for v in values)
-        return a
+            numbers += (float(v) for v in values)
+        return array("d", numbers)
 
 
 def number(index: int, doc: str | None = None, kind: type = float) -> Any:
@@ -169,6 +169,28 @@ def restore_packed(cls: type[M], config: type[Any], numbers: Packed, state: Mapp
     model.a = numbers.from_dict(state, cls.__name__)
     model.phase = one_of(cls.__name__, "phase", state["phase"], PHASES)
     return model  # type: ignore[no-any-return]
+
+
+def grow_run(run: array[float] | None, entry: tuple[float, ...], keep: int) -> array[float]:
+    """The run of a CUSUM with one more minute's ``entry``; past ``keep`` minutes its two oldest merge.
+
+    A merged entry keeps the first one's start and sums the other fields.
+    The run is rebuilt at its exact size rather than extended in place:
+    ``extend`` over-allocates, and a model per series keeps its runs.
+
+    >>> run = None
+    >>> for minute in range(4):
+    ...     run = grow_run(run, (minute, 10.0, 1.0), keep=3)
+    >>> run.tolist()
+    [0.0, 20.0, 2.0, 2.0, 10.0, 1.0, 3.0, 10.0, 1.0]
+    """
+    width = len(entry)
+    if run is None:
+        return array("d", entry)
+    if len(run) >= width * keep:
+        head = array("d", (run[0], *[run[i] + run[width + i] for i in range(1, width)]))
+        return head + run[2 * width :] + array("d", entry)
+    return run + array("d", entry)
 
 
 def saved_run(saved: Iterable[float]) -> array[float] | None:
