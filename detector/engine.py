@@ -76,6 +76,7 @@ MODEL_METRICS = ("input_tokens_per_request", "output_tokens_per_request", "cost_
 FEATURE_METRICS = ("request_rate", "spend_rate")
 WATCHED_TIERS = ("premium", "standard")  # traffic moving *to* models of these tiers costs money
 EVICT_SHARE = 0.1  # of max_series, evicted at once when full, so eviction is rare
+PEEK_EVERY = 10  # a series' open minute is judged early every this many requests (busy series only)
 NAN = math.nan  # the cost of an unpriced request in a series' buffer
 
 
@@ -208,6 +209,8 @@ class Engine:
                     s.a[BUF_TS] = ts
                     buf = s.buf = array("d")
                 buf.extend((tokens, ev.output_tokens, NAN if cost is None else cost * MICRO))
+                if s.n % PEEK_EVERY == 0:
+                    self._peek(s, f, out, ts)
                 if evaluator is not None:
                     out += evaluator.advance(ts)
                     out += evaluator.observe(ev, cost)
@@ -408,6 +411,17 @@ class Engine:
                 if was == SHIFTED or model.phase == SHIFTED:
                     self.incidents.check(mon, s, f, now, out)
         s.buf = ()
+
+    def _peek(self, s: ModelSeries, f: FeatureSeries, out: list[Anomaly], ts: float) -> None:
+        """Let a busy series' per-request models judge the open minute early (see LogLevelShift.peek).
+
+        Counted from the minute's requests (``s.n``), not from the buffer, so
+        a worker that exported its state mid-minute peeks where replay does.
+        """
+        self._feed_requests(s, f, out, None)
+        for mon in s.per_request:
+            if mon.model.peek(ts):
+                self.incidents.check(mon, s, f, ts, out)
 
     def _close_feature_minute(self, f: FeatureSeries, out: list[Anomaly]) -> None:
         """Judge the feature's minute that ended: its rates and its tier mix."""

@@ -12,7 +12,7 @@ settled, split into drivers (:mod:`detector.drivers`).
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 
 from detector.anomaly import (
     Anomaly,
@@ -38,6 +38,10 @@ ECHO_S = 24 * 3600.0  # a slow-creep alarm this soon after an incident of its fe
 SETTLED_S = 600.0  # a firing record splits its dollars into drivers only if the change is this old
 SPEND_FLOOR_USD_PER_HOUR = 0.10  # a rate change worth less than this is pennies, not a page
 FLOORED = frozenset({"spend_rate"})  # pages for dollars only; a request surge pages (as info) even on cheap models
+SAVINGS_ARE_QUIET = frozenset({"tier_mix", "input_tokens_per_request", "cost_per_request"})
+"""Metrics whose move toward cheaper is nothing to page about: traffic moving to a cheaper model, shorter
+prompts, cheaper requests. (Answers that got shorter still page: a model that stopped answering is spend
+without value.)"""
 EXPLAINED = frozenset({"spend_rate", "request_rate", "cost_per_request", "tier_mix"})
 """Metrics whose record carries the spend split into drivers (the others name their own cause)."""
 
@@ -83,10 +87,10 @@ class Incidents:
         if mon.rule_id == CREEP_RULE and f.last_resolved and ts - f.last_resolved < ECHO_S:
             mon.paged = True  # the slow test still sees the incident that just ended
             return
-        if mon.metric == "tier_mix" and self._excess_now(mon, f, tier) <= 0:
-            mon.paged = True  # traffic moving to a cheaper model saves money: nothing to page about
+        if self._saves_money(mon, f, tier):
+            mon.paged = True  # held as paged, so the same shift stays quiet while it lasts
             return
-        if mon.metric in FLOORED and abs(self._excess_now(mon, f, tier)) < SPEND_FLOOR_USD_PER_HOUR:
+        if mon.metric in FLOORED and abs(self._excess_now(mon, s or f, tier)) < SPEND_FLOOR_USD_PER_HOUR:
             return  # a doubling of pennies: rates page for dollars
         if mon.metric in DERIVED:
             if not mon.held_since:
@@ -96,9 +100,18 @@ class Incidents:
         mon.paged = True
         out.append(self._fire(mon, s, f, ts, tier))
 
-    def _excess_now(self, mon: Monitor, f: FeatureSeries, tier: str | None) -> float:
+    def _saves_money(self, mon: Monitor, f: FeatureSeries, tier: str | None) -> bool:
+        """A move toward cheaper: traffic to a cheaper model, shorter prompts, cheaper requests."""
+        if mon.metric == "tier_mix":
+            return self._excess_now(mon, f, tier) <= 0
+        if mon.metric in SAVINGS_ARE_QUIET:  # by direction: a model without a price still pages when it grows
+            shift = mon.model.shift()
+            return shift is not None and shift.direction < 0
+        return False
+
+    def _excess_now(self, mon: Monitor, target: ModelSeries | FeatureSeries, tier: str | None) -> float:
         shift = mon.model.shift()
-        return 0.0 if shift is None else excess_per_hour(mon.metric, shift, f, self.prices, tier)
+        return 0.0 if shift is None else excess_per_hour(mon.metric, shift, target, self.prices, tier)
 
     def _fire(self, mon: Monitor, s: ModelSeries | None, f: FeatureSeries, ts: float, tier: str | None) -> Anomaly:
         shift = mon.model.shift()
@@ -114,7 +127,8 @@ class Incidents:
             priced = any(self.prices.model_price(m.key[-1] or "") for m in f.members.values())
         target = s if s is not None else f
         excess = excess_per_hour(mon.metric, shift, target, self.prices, tier)
-        month_cost = sum(m.month_cost for m in f.members.values()) if s is None else s.month_cost
+        month = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m")
+        month_cost = sum(m.month_to_date(month) for m in f.members.values()) if s is None else s.month_to_date(month)
         spend_per_hour = sum(60 * m.recent.per_minute(1) for m in f.members.values()) if s is None \
             else 60 * s.recent.per_minute(1)
         projected = projected_month(month_cost, spend_per_hour, ts)

@@ -9,8 +9,9 @@ the feature sees it). An incident is kept per feature, which is what lets
 one cause page once.
 
 Everything a minute brings is summed here and handed to the models when the
-minute closes, except the per-request distributions, which the models see
-request by request. Recent and baseline *profiles* (exponentially weighted
+minute closes; the per-request distributions get the minute's requests then
+too, and a busy series' every ten requests, so they can judge its minute
+before it ends (see ``LogLevelShift.peek``). Recent and baseline *profiles* (exponentially weighted
 per-minute sums) price an alert and split a spend change into its drivers;
 the baseline profile stands still while the feature has an incident, so it
 stays "normal".
@@ -179,6 +180,16 @@ class ModelSeries:
             _add(a, _BASELINE, _B, minute, values)
         a[INPUT_SUM] += self.input
         a[CACHED_SUM] += self.cached
+
+    def month_to_date(self, month: str) -> float:
+        """Dollars spent in ``month`` (``YYYY-MM``) so far, the open minute's included.
+
+        Whatever part of the open minute is booked already (a worker books it
+        when it saves its state, replay when the minute closes) is counted
+        once either way, so a figure priced mid-minute is the same in both.
+        """
+        a = self.a
+        return (a[MONTH_COST] if self.month == month else 0.0) + self.cost - a[BOOKED_COST]
 
     def minute_values(self) -> tuple[float, ...]:
         return (self.n, self.cost, self.input, self.output, self.cached, self.retries)

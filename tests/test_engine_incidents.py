@@ -195,3 +195,25 @@ def test_a_usage_line_that_jumps_pages_under_its_own_metric_name():
     firing = [r for r in out if r.status == "firing"]
     assert firing and firing[0].metric == "vector_db_usd" and firing[0].labels == {"team": "search"}
     assert seconds(firing[0].detected_at) >= t0 + 24 * 9 * 3600
+
+
+@pytest.mark.parametrize(("metric", "factor", "pages"), [
+    ("input_tokens_per_request", 0.4, False),  # shorter prompts save money
+    ("input_tokens_per_request", 2.5, True),
+    ("output_tokens_per_request", 0.1, True),  # answers that stopped coming: spend without value
+])
+def test_a_shift_pages_when_it_costs_money_and_not_when_it_saves(metric: str, factor: float, pages: bool) -> None:
+    engine = Engine(PRICES, Settings(warmup_requests=50))
+    rng = random.Random(8)
+    t0 = seconds("2026-11-16T00:00:00+00:00")
+    out: list[Anomaly] = []
+    for minute in range(600):
+        scale = factor if minute >= 500 else 1.0
+        inputs, outputs = (300 * scale, 400) if metric.startswith("input") else (300, 400 * scale)
+        out += engine.process_many(
+            LlmRequest(ts=t0 + minute * 60 + i * 3, model="claude-opus-4-1", team="t", feature="f",
+                       input_tokens=int(inputs * rng.lognormvariate(0, 0.3)),
+                       output_tokens=max(1, int(outputs * rng.lognormvariate(0, 0.3)))) for i in range(20))
+    fired = [r.metric for r in out if r.status == "firing"]
+    assert (metric in fired) is pages
+    assert set(fired) <= {metric}  # and nothing else pages for it

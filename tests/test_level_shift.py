@@ -173,3 +173,24 @@ def test_a_modest_sustained_shift_waits_for_evidence_instead_of_being_absorbed()
     assert phases[phases.index(SHIFTED):] == [SHIFTED] * (len(phases) - phases.index(SHIFTED))  # held, no flapping
     assert model.shift().ratio == pytest.approx(1.5, rel=0.15)
     assert model.baseline_median == pytest.approx(baseline, rel=0.05)  # not crept up meanwhile
+
+
+def test_a_steady_slow_series_learns_no_wandering_it_does_not_have():
+    """Independent requests at ~2 a minute: the wandering's estimate stays near zero on average.
+
+    Floored at every step, the running estimate took each upward swing and
+    refused the downward ones, and settled at several times the floor, which
+    made every slow series need a third more requests to page.
+    """
+    estimates = []
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        model = LogLevelShift(warmup=200)
+        for minute in range(2000):
+            n = int(rng.poisson(2))
+            if n:
+                model.update_many(np.exp(math.log(3000) + 0.6 * rng.standard_normal(n)).tolist(), minute * 60.0)
+                model.close(minute * 60.0 + 60)
+        assert model.phase == WATCHING
+        estimates.append(model.tau2)
+    assert float(np.mean(estimates)) < 0.01

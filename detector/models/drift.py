@@ -235,6 +235,10 @@ class SlowCreep:
     def close(self, ts: float) -> None:
         """Nothing to do at a minute's end: an hour closes on the next hour's first value."""
 
+    def peek(self, ts: float) -> bool:
+        """Never in a hurry: a creep over days gains nothing from judging part of a minute early."""
+        return False
+
     def _next_hour(self, hour: int) -> None:
         """Close the open hour, if it holds anything, and open ``hour``."""
         a = self.a

@@ -47,8 +47,10 @@ from detector.models.state import (
 )
 
 LEARNING, WATCHING, SHIFTED = "learning", "watching", "shifted"
-STATE_VERSION = 4
-TAU2_FLOOR = 0.05**2
+STATE_VERSION = 5
+TAU2_FLOOR = 0.05**2  # minute-to-minute wandering assumed even when none is seen
+TAU2_N = 8.0  # a minute of this many requests teaches the wandering at half the full rate: a minute of
+# one or two requests says little about it (its mean's spread is mostly their own), so it moves the estimate less
 _log1p = math.log1p
 SHIFT_MEMORY = 500  # requests that the level of an ongoing shift is averaged over
 HALF_LIFE_MINUTES = 24 * 60  # the baseline forgets by event time too, so slow series follow slow drift
@@ -56,7 +58,7 @@ MIN_HALF_LIFE_MINUTES = 120  # ... but never faster than this, so a busy series 
 _FLOOR_1, _KEEP_1 = 0.5 ** (1 / MIN_HALF_LIFE_MINUTES), 0.5 ** (1 / HALF_LIFE_MINUTES)  # what a minute forgets
 TRACK_STEP = 1 - 0.5 ** (1 / 60)  # a shifted level follows the data with a half-life of an hour at most
 EFFECT_Z = 1.5  # the effect must matter at its lower bound of about 87 % confidence
-HOLD_S = 3600.0  # longest an undecided shift waits at the threshold for more evidence  # minute-to-minute wandering assumed even when none is seen
+HOLD_S = 3600.0  # longest an undecided shift waits at the threshold for more evidence
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +156,9 @@ class LogLevelShift:
     ) -> None:
         self.config = shared(LevelConfig(warmup, warmup_minutes, delta, h, clip, half_life, min_ratio, min_run))
         self.phase = LEARNING
+        # tau2 is the running estimate of the wandering's variance, floored where it is used but
+        # not where it is kept: floored at every step it would take each upward step and refuse
+        # the downward ones, and on a steady slow series settle at several times the truth.
         # var holds the Welford sum of squares during warm-up. zz, zlag, z_prev: persistence of the
         # wandering (minute z-scores' lag-1 products and squares, EW). lim: the winsorising bound,
         # clip × sd, fixed within a minute. last_close: the minute last closed, for forgetting by
@@ -251,6 +256,40 @@ class LogLevelShift:
             self._close_minute(ts)
             a[M_N:_M_END] = _NO_SUMS
 
+    def peek(self, ts: float) -> bool:
+        """Judge the open minute early if its requests so far already cross the threshold; True if it did.
+
+        A busy series' first minute of a doubling usually holds more than
+        enough evidence; waiting for the minute to end would page a whole
+        minute of requests later than the evidence allows. The part seen so
+        far is then closed as a minute of its own, and the rest of the minute
+        follows as another: each carries the wandering's variance, so
+        splitting a minute only ever asks for more evidence, never less.
+
+        >>> import random
+        >>> rng, model = random.Random(1), LogLevelShift(warmup=50, warmup_minutes=5)
+        >>> for minute in range(120):
+        ...     model.update_many([rng.lognormvariate(7, 0.5) for _ in range(40)], minute * 60.0)
+        >>> model.update_many([rng.lognormvariate(7 + 0.69, 0.5) for _ in range(5)], 7200.0)
+        >>> model.peek(7201.0), model.phase
+        (False, 'watching')
+        >>> model.update_many([rng.lognormvariate(7 + 0.69, 0.5) for _ in range(20)], 7202.0)
+        >>> model.peek(7203.0), model.phase
+        (True, 'shifted')
+        """
+        a = self.a
+        n = a[M_N]
+        if self.phase != WATCHING or not n:
+            return False
+        c = self.config
+        tau2 = a[TAU2]
+        v = a[VAR] / n + (tau2 if tau2 > TAU2_FLOOR else TAU2_FLOOR) * self.persistence()
+        dev, d, h = a[M_SUM] / n, c.delta, c.h
+        if a[S_UP] + d / v * (dev - d / 2) < h and a[S_DN] + d / v * (-dev - d / 2) < h:
+            return False
+        self.close(ts)
+        return self.phase == SHIFTED
+
     def _learn(self, x: float) -> None:
         a = self.a
         delta = x - a[MEAN]
@@ -271,7 +310,7 @@ class LogLevelShift:
             return
         var, tau2 = a[VAR], a[TAU2]
         dev = a[M_SUM] / n
-        v = var / n + tau2 * self.persistence()
+        v = var / n + (tau2 if tau2 > TAU2_FLOOR else TAU2_FLOOR) * self.persistence()
         if self.phase == SHIFTED:
             self._track_shift(a[SHIFT_MEAN] + dev, v)
             return
@@ -287,9 +326,8 @@ class LogLevelShift:
         calm = s_up < h / 2 and s_dn < h / 2
         if calm:
             excess = dev * dev - var / n
-            tau2 = tau2 + 0.01 * (excess - tau2)
-            a[TAU2] = tau2 = tau2 if tau2 > TAU2_FLOOR else TAU2_FLOOR
-            self._learn_persistence(dev / math.sqrt(var / n + tau2), 0.02)
+            a[TAU2] = tau2 = tau2 + 0.01 * n / (n + TAU2_N) * (excess - tau2)
+            self._learn_persistence(dev / math.sqrt(var / n + (tau2 if tau2 > TAU2_FLOOR else TAU2_FLOOR)), 0.02)
         # Forget n requests' worth (but no more than two hours' worth), or the
         # time since the last minute if that is more (half-lives: `half_life`
         # requests bounded below by two hours, a day); ten times slower while a
@@ -321,8 +359,8 @@ class LogLevelShift:
         minutes = a[MINUTES]
         if minutes > 1:
             excess = dev * dev - var / a[M_N]
-            a[TAU2] = max(TAU2_FLOOR, a[TAU2] + (excess - a[TAU2]) / minutes)
-            self._learn_persistence(dev / math.sqrt(var / a[M_N] + a[TAU2]), 1 / minutes)
+            a[TAU2] += (excess - a[TAU2]) / minutes
+            self._learn_persistence(dev / math.sqrt(var / a[M_N] + self.tau2), 1 / minutes)
         if a[N] >= c.warmup and minutes >= c.warmup_minutes:
             a[VAR] = max(var, 1e-4)
             a[LIM] = c.clip * math.sqrt(a[VAR])
@@ -338,7 +376,7 @@ class LogLevelShift:
         """
         a = self.a
         var, mean = a[VAR], a[MEAN]
-        inflation = a[TAU2] * self.persistence()
+        inflation = self.tau2 * self.persistence()
         best, best_score = 0, -math.inf
         sum_we = sum_w = 0.0
         for i in range(len(run) - 4, -4, -4):
@@ -380,7 +418,7 @@ class LogLevelShift:
         effect = total / n - a[MEAN]
         # The run that crossed the threshold overstates the effect (the test
         # stopped when evidence peaked), so judge its size by a confidence band.
-        margin = EFFECT_Z * math.sqrt(a[VAR] / n + a[TAU2] * self.persistence() / max(minutes, 1.0))
+        margin = EFFECT_Z * math.sqrt(a[VAR] / n + self.tau2 * self.persistence() / max(minutes, 1.0))
         size, worth = direction * effect, c.worth
         if size - margin >= worth:
             self.phase = SHIFTED
@@ -450,7 +488,12 @@ class LogLevelShift:
     n = number(N, "Requests seen.", int)
     mean = number(MEAN, "Baseline location, in log(1 + x).")
     var = number(VAR, "Baseline variance of one request's log (during warm-up: Welford's sum of squares).")
-    tau2 = number(TAU2, "Learned variance of the minute-to-minute wandering of the level.")
+
+    @property
+    def tau2(self) -> float:
+        """Learned variance of the minute-to-minute wandering of the level (at least ``TAU2_FLOOR``)."""
+        tau2 = self.a[TAU2]
+        return tau2 if tau2 > TAU2_FLOOR else TAU2_FLOOR
     shifted_at = number(SHIFTED_AT, "Event time the current shift was declared.")
 
     @property
