@@ -203,7 +203,7 @@ class Engine:
                 if s.tier in WATCHED_TIERS:
                     model_name = ev.model
                     f.tiers[model_name] = f.tiers.get(model_name, 0) + 1
-                # The per-request models get the minute's values at once when it closes.
+                # The per-request models get the minute's values when it closes, or every PEEK_EVERY requests.
                 buf = s.buf
                 if not buf:
                     s.a[BUF_TS] = ts

@@ -257,7 +257,7 @@ class LogLevelShift:
             a[M_N:_M_END] = _NO_SUMS
 
     def peek(self, ts: float) -> bool:
-        """Judge the open minute early if its requests so far already cross the threshold; True if it did.
+        """Judge the open minute early if its requests so far cross the threshold; True if that made a shift.
 
         A busy series' first minute of a doubling usually holds more than
         enough evidence; waiting for the minute to end would page a whole
