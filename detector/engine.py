@@ -102,7 +102,8 @@ class Engine:
         self._touched: set[str] = set()  # partition keys of samples whose state changed
         self._touched_features: set[tuple[str | None, str | None]] = set()
         self.by_feature = groups_by_feature(rules)
-        self.samples: dict[tuple[str, str], SampleSeries] = {}  # (partition key, series) of GPUs and usage lines
+        # GPUs' and usage lines' series by partition key, then name: saving a key's state reads only its own.
+        self.samples: dict[str, dict[str, SampleSeries]] = {}
         self._nodes: dict[str, list[SampleSeries]] = {}  # a node's GPUs, which page together
         self.incidents = Incidents(prices, self.settings)
         self.evicted = 0
@@ -257,7 +258,7 @@ class Engine:
         return touched
 
     def has_group(self, key: str) -> bool:
-        return any(True for _ in self._features_of(key)) or any(k == key for k, _ in self.samples)
+        return any(True for _ in self._features_of(key)) or key in self.samples
 
     def export_group(self, key: str) -> dict[str, Any]:
         """JSON-safe state of every series under a partition key (no pickle)."""
@@ -265,7 +266,7 @@ class Engine:
             for s in f.members.values():
                 self._book(s)
                 self._feed_requests(s, f, [], None)  # the open minute's values travel in the models' sums
-        samples = {name: s.to_state() for (k, name), s in self.samples.items() if k == key}
+        samples = {name: s.to_state() for name, s in self.samples.get(key, {}).items()}
         return {"version": 1, "features": export_features(list(self._features_of(key))), "samples": samples}
 
     def import_group(self, key: str, state: dict[str, Any]) -> None:
@@ -276,7 +277,7 @@ class Engine:
             for s in f.members.values():
                 self.series[s.key] = s
         for name, saved in state.get("samples", {}).items():
-            s = self.samples[(key, name)] = SampleSeries.from_state(saved)
+            s = self.samples.setdefault(key, {})[name] = SampleSeries.from_state(saved)
             if s.metric == "gpu_utilization":
                 self._nodes.setdefault(key, []).append(s)
 
@@ -286,8 +287,7 @@ class Engine:
             for s in f.members.values():
                 self.series.pop(s.key, None)
             del self.features[f.key]
-        for skey in [k for k in self.samples if k[0] == key]:
-            del self.samples[skey]
+        self.samples.pop(key, None)
         self._nodes.pop(key, None)
 
     def _features_of(self, key: str) -> Iterable[FeatureSeries]:
@@ -451,22 +451,23 @@ class Engine:
                 hourly = self.prices.gpu_hourly(ev.gpu_model)
             self._ledger.add_gpu(ev, hourly)
             key = group_key(ev)
-            skey = (key, ev.gpu)
-            s = self.samples.get(skey)
+            group = self.samples.setdefault(key, {})
+            s = group.get(ev.gpu)
             if s is None:
                 labels = {k: v for k, v in (("cluster", ev.cluster), ("node", ev.node), ("gpu", ev.gpu),
                                             ("gpu_model", ev.gpu_model), ("team", ev.team)) if v}
-                s = self.samples[skey] = gpu_series(labels, hourly, self.rules)
+                s = group[ev.gpu] = gpu_series(labels, hourly, self.rules)
                 self._nodes.setdefault(key, []).append(s)
             s.model.update(ev.utilization, ev.ts, hourly_cost_usd=hourly)
         elif type(ev) is UsageSample:
             self._ledger.add_usage(ev)
             key = group_key(ev)
             labels = {k: v for k in USAGE_LABELS if (v := getattr(ev, k))}
-            skey = (key, "\x1f".join(f"{k}={v}" for k, v in labels.items()))
-            s = self.samples.get(skey)
+            name = "\x1f".join(f"{k}={v}" for k, v in labels.items())
+            group = self.samples.setdefault(key, {})
+            s = group.get(name)
             if s is None:
-                s = self.samples[skey] = usage_series(labels, ev.metric, ev.unit)
+                s = group[name] = usage_series(labels, ev.metric, ev.unit)
             s.model.update(ev.value, ev.ts)
         else:
             return

@@ -19,6 +19,8 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import fields
+from functools import cache
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 M = TypeVar("M")
@@ -40,9 +42,14 @@ def shared(config: C) -> C:
     return _SHARED.setdefault(config, config)  # type: ignore[no-any-return]
 
 
-def config_state(config: object) -> dict[str, Any]:
-    """A shared config's parameters by name, for a model's saved state."""
-    return {f.name: getattr(config, f.name) for f in fields(config) if f.init}  # type: ignore[arg-type]
+@cache
+def config_state(config: object) -> Mapping[str, Any]:
+    """A shared config's parameters by name, for a model's saved state.
+
+    Worked out once per config (a worker saves every model of a group after
+    each batch); read-only, as every model built alike shares it.
+    """
+    return MappingProxyType({f.name: getattr(config, f.name) for f in fields(config) if f.init})  # type: ignore[arg-type]
 
 
 def restore_config(cls: type[C], state: Mapping[str, Any]) -> C:
@@ -71,7 +78,7 @@ class Packed:
     True
     """
 
-    __slots__ = ("ints", "names", "size", "vectors")
+    __slots__ = ("int_names", "ints", "names", "size", "vectors")
 
     def __init__(
         self, names: Iterable[str], ints: Iterable[str] = (), vectors: Mapping[str, int] | None = None
@@ -83,6 +90,7 @@ class Packed:
         if unknown:
             raise ValueError(f"Packed ints: {sorted(unknown)} are not among the fields {self.names}")
         self.size = len(self.names) + sum(self.vectors.values())
+        self.int_names = tuple(name for name in self.names if name in self.ints)
 
     def __len__(self) -> int:
         """The named scalar fields (the vectors follow them)."""
@@ -111,12 +119,13 @@ class Packed:
         return a
 
     def to_dict(self, a: array[float]) -> dict[str, Any]:
-        ints = self.ints
-        state: dict[str, Any] = {name: int(v) if name in ints else v for name, v in zip(self.names, a, strict=False)}
+        state: dict[str, Any] = dict(zip(self.names, a, strict=False))
+        for name in self.int_names:
+            state[name] = int(state[name])
         start = len(self.names)
         for name, length in self.vectors.items():
             part = a[start : start + length]
-            state[name] = [int(v) for v in part] if name in ints else part.tolist()
+            state[name] = [int(v) for v in part] if name in self.ints else part.tolist()
             start += length
         return state
 
