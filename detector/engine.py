@@ -52,6 +52,7 @@ from detector.llm_series import (
     MONTH_COST,
     FeatureSeries,
     ModelSeries,
+    month_of,
 )
 from detector.models.level_shift import SHIFTED
 from detector.monitor import monitors_for
@@ -399,7 +400,7 @@ class Engine:
         buf, buf_ts = s.buf, s.a[BUF_TS]
         inputs, outputs, costs = buf[0::3], buf[1::3], buf[2::3]
         if s.unpriced:  # an unpriced request has no cost to judge
-            costs = [c for c in costs if c == c]
+            costs = [c for c in costs if not math.isnan(c)]
         for mon in s.per_request:
             metric = mon.metric
             values = inputs if metric == INPUT else outputs if metric == OUTPUT else costs
@@ -490,4 +491,4 @@ def _month_span(ts: float) -> tuple[str, float, float]:
     now = datetime.fromtimestamp(ts, UTC)
     start = datetime(now.year, now.month, 1, tzinfo=UTC)
     end = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
-    return start.strftime("%Y-%m"), start.timestamp(), end.timestamp()
+    return month_of(ts), start.timestamp(), end.timestamp()

@@ -12,7 +12,7 @@ settled, split into drivers (:mod:`detector.drivers`).
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import datetime
 
 from detector.anomaly import (
     Anomaly,
@@ -26,7 +26,7 @@ from detector.anomaly import (
 from detector.config import Settings
 from detector.drivers import decompose, describe_drivers
 from detector.findings import TITLES, excess_per_hour, finding, projected_month
-from detector.llm_series import FeatureSeries, Incident, ModelSeries
+from detector.llm_series import FeatureSeries, Incident, ModelSeries, month_of
 from detector.models.level_shift import SHIFTED
 from detector.models.seasonal_rate import SeasonalRate
 from detector.monitor import CREEP_RULE, DERIVED, Monitor
@@ -90,7 +90,7 @@ class Incidents:
         if self._saves_money(mon, f, tier):
             mon.paged = True  # held as paged, so the same shift stays quiet while it lasts
             return
-        if mon.metric in FLOORED and abs(self._excess_now(mon, s or f, tier)) < SPEND_FLOOR_USD_PER_HOUR:
+        if mon.metric in FLOORED and abs(self._excess_now(mon, f, tier)) < SPEND_FLOOR_USD_PER_HOUR:
             return  # a doubling of pennies: rates page for dollars
         if mon.metric in DERIVED:
             if not mon.held_since:
@@ -109,9 +109,9 @@ class Incidents:
             return shift is not None and shift.direction < 0
         return False
 
-    def _excess_now(self, mon: Monitor, target: ModelSeries | FeatureSeries, tier: str | None) -> float:
+    def _excess_now(self, mon: Monitor, f: FeatureSeries, tier: str | None) -> float:
         shift = mon.model.shift()
-        return 0.0 if shift is None else excess_per_hour(mon.metric, shift, target, self.prices, tier)
+        return 0.0 if shift is None else excess_per_hour(mon.metric, shift, f, self.prices, tier)
 
     def _fire(self, mon: Monitor, s: ModelSeries | None, f: FeatureSeries, ts: float, tier: str | None) -> Anomaly:
         shift = mon.model.shift()
@@ -127,7 +127,7 @@ class Incidents:
             priced = any(self.prices.model_price(m.key[-1] or "") for m in f.members.values())
         target = s if s is not None else f
         excess = excess_per_hour(mon.metric, shift, target, self.prices, tier)
-        month = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m")
+        month = month_of(ts)
         month_cost = sum(m.month_to_date(month) for m in f.members.values()) if s is None else s.month_to_date(month)
         spend_per_hour = sum(60 * m.recent.per_minute(1) for m in f.members.values()) if s is None \
             else 60 * s.recent.per_minute(1)

@@ -20,6 +20,7 @@ stays "normal".
 from __future__ import annotations
 
 from array import array
+from datetime import UTC, datetime
 from typing import Any
 
 from detector.anomaly import Anomaly
@@ -101,6 +102,15 @@ class Profile:
         if len(state) != PROFILE_SIZE:
             raise ValueError(f"Profile state: expected {PROFILE_SIZE} numbers, got {len(state)}")
         self.a[self.start : self.start + PROFILE_SIZE] = array("d", [float(v) for v in state])
+
+
+def month_of(ts: float) -> str:
+    """The calendar month (UTC) holding ``ts``, as a series names the month its dollars are booked in.
+
+    >>> month_of(1_795_000_000.0)
+    '2026-11'
+    """
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m")
 
 
 # A series' cold numbers, after its two profiles, in its one array of doubles (a series is kept per

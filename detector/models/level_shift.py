@@ -281,14 +281,17 @@ class LogLevelShift:
         n = a[M_N]
         if self.phase != WATCHING or not n:
             return False
-        c = self.config
-        tau2 = a[TAU2]
-        v = a[VAR] / n + (tau2 if tau2 > TAU2_FLOOR else TAU2_FLOOR) * self.persistence()
-        dev, d, h = a[M_SUM] / n, c.delta, c.h
+        dev, v = self._evidence(n)
+        d, h = self.config.delta, self.config.h
         if a[S_UP] + d / v * (dev - d / 2) < h and a[S_DN] + d / v * (-dev - d / 2) < h:
             return False
         self.close(ts)
         return self.phase == SHIFTED
+
+    def _evidence(self, n: float) -> tuple[float, float]:
+        """The open minute's mean deviation, and its variance: its requests' own spread plus the wandering."""
+        a = self.a
+        return a[M_SUM] / n, a[VAR] / n + self.tau2 * self.persistence()
 
     def _learn(self, x: float) -> None:
         a = self.a
@@ -309,8 +312,7 @@ class LogLevelShift:
             self._learn_minute()
             return
         var, tau2 = a[VAR], a[TAU2]
-        dev = a[M_SUM] / n
-        v = var / n + (tau2 if tau2 > TAU2_FLOOR else TAU2_FLOOR) * self.persistence()
+        dev, v = self._evidence(n)
         if self.phase == SHIFTED:
             self._track_shift(a[SHIFT_MEAN] + dev, v)
             return
@@ -326,8 +328,8 @@ class LogLevelShift:
         calm = s_up < h / 2 and s_dn < h / 2
         if calm:
             excess = dev * dev - var / n
-            a[TAU2] = tau2 = tau2 + 0.01 * n / (n + TAU2_N) * (excess - tau2)
-            self._learn_persistence(dev / math.sqrt(var / n + (tau2 if tau2 > TAU2_FLOOR else TAU2_FLOOR)), 0.02)
+            a[TAU2] = tau2 + 0.01 * n / (n + TAU2_N) * (excess - tau2)
+            self._learn_persistence(dev / math.sqrt(var / n + self.tau2), 0.02)
         # Forget n requests' worth (but no more than two hours' worth), or the
         # time since the last minute if that is more (half-lives: `half_life`
         # requests bounded below by two hours, a day); ten times slower while a
