@@ -13,21 +13,34 @@ work itself is :class:`streams.sink_core.SinkCore`; this module only moves
 batches into it and acknowledges them once it is done, so an offset is
 committed only after the rollups are flushed and the notifications are in
 their outboxes.
+
+The core's work blocks: a Slack call that hangs, or is retried through an
+outage, takes tens of seconds, and so can a database write. It therefore
+runs on a thread of its own (:class:`CoreThread`), never on faust's event
+loop, which must keep answering the broker's heartbeats, ``/health`` and
+``/metrics`` meanwhile; a consumer that stops heartbeating is thrown out of
+its group, and a liveness probe that gets no answer restarts the pod. One
+thread, so the core (its SQLite connections are not shared between threads)
+sees one call at a time: it is built, fed, and closed there.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 from pydantic import Field
 
 from detector.alerts import AlertPipeline
 from detector.alerts.settings import AlertSettings
+from detector.anomaly import Anomaly
 from detector.detection_run import rules_in_force
 from detector.events import Decoder
 from detector.history import HistoryStore, HistoryWriter
@@ -49,6 +62,8 @@ from streams.sink_offsets import OffsetLedger
 from streams.web import Metrics, add_pages
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+DELIVER_EVERY_S = 5.0  # how often what is due in the outboxes is sent when no batch arrives
 
 
 class SinkSettings(StreamSettings, AlertSettings, HistorySettings):
@@ -78,13 +93,45 @@ def sink_group(settings: StreamSettings) -> str:
     return f"{settings.consumer_group}-sink"
 
 
+class CoreThread:
+    """The one thread a :class:`SinkCore` is built on, works on and is closed on.
+
+    >>> import threading
+    >>> t = CoreThread()
+    >>> t.call(threading.current_thread).name.startswith("spendwatch-sink-core")
+    True
+    >>> asyncio.run(t.run(sum, [1, 2]))
+    3
+    >>> t.shutdown()
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spendwatch-sink-core")
+
+    def call(self, work: Callable[..., T], *args: Any) -> T:
+        """Run ``work(*args)`` there and wait for it (from plain code: start-up and shutdown)."""
+        return self._pool.submit(work, *args).result()
+
+    async def run(self, work: Callable[..., T], *args: Any) -> T:
+        """Run ``work(*args)`` there while the event loop goes on with the rest."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, work, *args)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
 @dataclass
 class SinkApp:
-    """The faust app and what a caller may look at."""
+    """The faust app and what a caller may look at; :meth:`close` when the worker has stopped."""
 
     app: faust.App
     core: SinkCore
     settings: SinkSettings
+    thread: CoreThread
+
+    def close(self) -> None:
+        self.thread.call(self.core.close)
+        self.thread.shutdown()
 
 
 def build_core(settings: SinkSettings, rules: RuleSet) -> SinkCore:
@@ -109,11 +156,16 @@ def build_sink_app(settings: SinkSettings) -> SinkApp:
     >>> sa = build_sink_app(SinkSettings(db_url=f"sqlite:///{d}/h.db", slack_outbox=d / "o.db"))
     >>> sa.app.conf.id, sorted(sa.app.agents)
     ('spendwatch-sink', ['spendwatch-sink-anomalies', 'spendwatch-sink-usage'])
-    >>> sa.core.close()
+    >>> sa.close()
     """
     app = faust.App(sink_group(settings), **faust_options(settings))
     rules = rules_in_force(settings)
-    core = build_core(settings, rules)
+    thread = CoreThread()
+    try:
+        core = thread.call(build_core, settings, rules)
+    except BaseException:
+        thread.shutdown()
+        raise
     n = settings.partitions
     usage = app.topic(settings.usage_topic, partitions=n, key_serializer="raw", value_serializer="raw")
     anomalies = app.topic(settings.anomalies_topic, partitions=n, key_serializer="raw", value_serializer="raw")
@@ -123,29 +175,44 @@ def build_sink_app(settings: SinkSettings) -> SinkApp:
     async def anomalies_agent(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(*take):
             async with or_exit("sink-anomalies"):
-                core.take_anomalies(_records(batch))
-                core.deliver()
+                await thread.run(_take_anomalies, core, _records(batch))
 
     @app.agent(usage, name="spendwatch-sink-usage")
     async def usage_agent(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(*take):
             async with or_exit("sink-usage"):
-                core.take_usage_messages(
-                    (e.message.topic, e.message.partition, e.message.offset, e.value) for e in batch
-                )
-                core.deliver()
+                messages = [(e.message.topic, e.message.partition, e.message.offset, e.value) for e in batch]
+                await thread.run(_take_usage, core, messages)
+
+    @app.timer(DELIVER_EVERY_S)
+    async def deliver_due() -> None:
+        # A page that failed waits in its outbox for its retry time; a quiet stream brings no batch to send it.
+        try:
+            await thread.run(core.deliver)
+        except Exception:  # the outbox keeps what was not sent; the next round tries again
+            log.exception("spendwatch sink: delivering the outboxes failed")
 
     @app.crontab(DIGEST_CRON, timezone=digest_timezone(settings), on_leader=True)
     async def weekly_digest() -> None:
         try:
-            week = post_weekly_digest(core.writer.store, settings, time.time(), rules)
+            week = await thread.run(post_weekly_digest, core.writer.store, settings, time.time(), rules)
         except Exception:  # the digest must never stop alerting; it is logged and tried next week
             log.exception("spendwatch sink: the weekly digest failed")
             return
         log.info("spendwatch sink: weekly digest %s", f"for {week} posted" if week else "skipped (no Slack bot)")
 
     add_pages(app, Metrics(), lambda: _health(app, core))
-    return SinkApp(app, core, settings)
+    return SinkApp(app, core, settings, thread)
+
+
+def _take_anomalies(core: SinkCore, records: list[Anomaly]) -> None:
+    core.take_anomalies(records)
+    core.deliver()
+
+
+def _take_usage(core: SinkCore, messages: list[tuple[str, int, int, bytes]]) -> None:
+    core.take_usage_messages(messages)
+    core.deliver()
 
 
 def _records(batch: list[Any]) -> list[Any]:

@@ -63,4 +63,4 @@ def sink(loglevel: str, **flags: Any) -> None:
     try:
         faust.Worker(built.app, loglevel=loglevel, quiet=True).execute_from_commandline()
     finally:
-        built.core.close()
+        built.close()

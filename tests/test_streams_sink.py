@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 from broker import Broker, free_port, running_broker
 from slack_server import TOKEN, FakeSlack, Message
 from stream_worker import WorkerProcess, start_sink, start_worker
@@ -35,7 +36,8 @@ from detector.pricing import PriceTable
 from detector.replay import replay_lines
 from detector.simulate import DEFAULT_START, parse_incident, simulate
 from detector.simulate.world import World
-from streams.producer import produce_lines
+from streams.codecs import anomaly_record
+from streams.producer import client_options, ensure_topic, produce_lines
 from streams.settings import StreamSettings
 from streams.sink import SinkSettings, build_core
 from streams.sink_core import (
@@ -297,3 +299,42 @@ def test_usage_redelivered_after_a_restart_is_booked_once_even_beyond_the_dedupe
     assert core.take_usage_messages(messages) == (0, 0)  # every offset was booked
     core.close()
     assert stored_cost(tmp_path / "history.db") == pytest.approx(total_cost(lines), abs=0.005)
+
+
+def test_a_hanging_slack_leaves_the_sink_answering_health_checks_and_the_page_goes_out_after(
+    broker: Broker, slack: FakeSlack, tmp_path: Path, lines: list[bytes], records: list[Anomaly]
+) -> None:
+    """Slack calls block for as long as Slack hangs; faust's event loop (heartbeats, /health) must not."""
+    hang_s, hangs = 6, 2  # slack-sdk retries a dropped connection twice, so the third attempt gets through
+    slack.fail("chat.postMessage", "hang", times=hangs, retry_after=hang_s)
+    sink = start_sink(broker.url, tmp_path, free_port(), **sink_env(slack, tmp_path))
+    try:
+        sink.wait_ready()
+        asyncio.run(send_records(broker, records))
+        send(broker, lines)  # the usage that moves the alert clock on, as the detection workers' input does
+        wait_for("the first Slack call", lambda: len(slack.calls("chat.postMessage")), lambda n: n >= 1)
+        slowest = 0.0
+        while len(slack.calls("chat.postMessage")) <= hangs:  # Slack is still hanging
+            started = time.monotonic()
+            assert sink.health()["status"] == "ok"
+            slowest = max(slowest, time.monotonic() - started)
+            time.sleep(0.5)
+        wait_for("the page that hung", lambda: len(slack.top_level()), lambda n: n >= 1)
+        time.sleep(2.0)  # anything sent twice would arrive now
+    finally:
+        sink.kill()
+    assert slowest < 1.0, f"/health took {slowest:.1f} s while Slack hung for {hang_s} s"
+    assert len(slack.calls("chat.postMessage")) == len(slack.messages) + hangs  # each other call posted once
+
+
+async def send_records(b: Broker, records: list[Anomaly]) -> None:
+    """The records onto the anomalies topic, as detection workers write them."""
+    settings = StreamSettings(broker=b.url)
+    await ensure_topic(settings, settings.anomalies_topic)
+    producer = AIOKafkaProducer(**client_options(settings))
+    await producer.start()
+    try:
+        for a in records:
+            await producer.send_and_wait(settings.anomalies_topic, anomaly_record(a), key=a.id.encode())
+    finally:
+        await producer.stop()
