@@ -15,21 +15,21 @@ from typing import Any
 
 import faust
 
-from detector.detection_run import engine_for
 from detector.engine import Engine
 from detector.errors import ConfigError
 from detector.events import Decoder
 from detector.pricing import PriceTable
+from detector.rules import RuleSet
 from streams.agents import DecodeStep, Progress, attach_agents
 from streams.codecs import anomaly_record
 from streams.groups import GroupEngine, GroupRunner
-from streams.rule_reload import RULES_POLL_S, WorkerRules
+from streams.rule_reload import RULES_POLL_S, WorkerRules, worker_reloader
 from streams.settings import StreamSettings
 from streams.tables import KeyedTable, declare_series_table
 from streams.topics import Topics, declare_topics
 from streams.web import Metrics, add_pages
 
-EngineFactory = Callable[[StreamSettings], GroupEngine]
+EngineFactory = Callable[[StreamSettings, RuleSet], GroupEngine]
 
 
 class StreamConfigError(ConfigError):
@@ -48,9 +48,9 @@ class StreamApp:
     settings: StreamSettings
 
 
-def default_engine(settings: StreamSettings) -> Engine:
-    """The engine ``spendwatch replay`` builds, from the same settings."""
-    return engine_for(settings, PriceTable.load(settings.prices))
+def default_engine(settings: StreamSettings, rules: RuleSet) -> Engine:
+    """The engine ``spendwatch replay`` builds from the same settings (and so the same rule files)."""
+    return Engine(PriceTable.load(settings.prices), settings, rules=rules)
 
 
 def build_app(settings: StreamSettings, engine_factory: EngineFactory = default_engine) -> StreamApp:
@@ -64,14 +64,15 @@ def build_app(settings: StreamSettings, engine_factory: EngineFactory = default_
     topics = declare_topics(app, settings)
     table = declare_series_table(app, settings)
     keyed = KeyedTable(table)
-    engine = engine_factory(settings)
+    reloader = worker_reloader(settings, time.time())
+    engine = engine_factory(settings, reloader.current)
     runner = GroupRunner(engine, keyed)
     metrics = Metrics()
     progress = Progress()
     decode = DecodeStep(Decoder(settings), metrics, engine.partition_key)
     attach_agents(app, topics, keyed, runner, decode, metrics, settings, progress)
     metrics.watch_lag(lambda: _lag(app, progress))
-    rules = WorkerRules(engine, settings, time.time()) if isinstance(engine, Engine) else None
+    rules = WorkerRules(engine, reloader) if isinstance(engine, Engine) else None
     if rules is not None:
         _reload_rules_on_a_timer(app, topics, rules, metrics)
     add_pages(app, metrics, lambda: _health(app, runner, rules))

@@ -34,13 +34,22 @@ REGROUPING = (
 )
 
 
+def worker_reloader(settings: Settings, now: float) -> RuleReloader:
+    """The rule files a worker runs (those ``spendwatch replay`` runs with the same settings), read once.
+
+    The engine starts with its ``current`` rules, so what the worker runs and
+    what its reloader compares changes against are the same read of the files.
+    """
+    paths = [settings.rules_dir] if settings.rules_dir else []
+    return RuleReloader(rule_paths([Path(p) for p in paths]), now=now, interval_s=0.0)
+
+
 class WorkerRules:
     """The rules a worker's engine runs, reloaded when their files change."""
 
-    def __init__(self, engine: Engine, settings: Settings, now: float) -> None:
+    def __init__(self, engine: Engine, reloader: RuleReloader) -> None:
         self.engine = engine
-        paths = [settings.rules_dir] if settings.rules_dir else []
-        self.reloader = RuleReloader(rule_paths([Path(p) for p in paths]), now=now, interval_s=0.0)
+        self.reloader = reloader
         self.refused: str | None = None
 
     def poll(self, now: float) -> list[Anomaly]:

@@ -138,7 +138,7 @@ def _run_poisoned_worker() -> None:
     from streams.app import build_app
     from streams.settings import StreamSettings
 
-    def engine(settings: StreamSettings) -> Engine:
+    def engine(settings: StreamSettings, rules: object) -> Engine:
         prices = RaisingPrices(PriceTable.load(settings.prices), POISON_FEATURE, RuntimeError, "poisoned event")
         return Engine(prices, settings)  # type: ignore[arg-type]
 

@@ -9,7 +9,7 @@ from detector.config import Settings
 from detector.detection_run import engine_for
 from detector.events import LlmRequest
 from detector.pricing import PriceTable
-from streams.rule_reload import WorkerRules
+from streams.rule_reload import WorkerRules, worker_reloader
 
 OFF = """groups:
   - name: growth-off
@@ -46,7 +46,7 @@ def worker_rules(tmp_path: Path) -> WorkerRules:
     settings = Settings(rules_dir=tmp_path)
     engine = engine_for(settings, PriceTable.packaged())
     engine.process(LlmRequest(ts=1.8e9, model="gpt-4o", input_tokens=900, output_tokens=80, team="growth", feature="a"))
-    return WorkerRules(engine, settings, now=0.0)
+    return WorkerRules(engine, worker_reloader(settings, now=0.0))
 
 
 def monitors_of_growth(rules: WorkerRules) -> list[str]:
