@@ -32,24 +32,19 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import faust
-from pydantic import Field
 
 from detector.alerts import AlertPipeline
-from detector.alerts.settings import AlertSettings
 from detector.anomaly import Anomaly
 from detector.detection_run import rules_in_force
 from detector.events import Decoder
 from detector.history import HistoryStore, HistoryWriter
-from detector.history.settings import HistorySettings
 from detector.pricing import PriceTable
 from detector.rules import RuleSet
 from streams.agents import or_exit
 from streams.app import faust_options
-from streams.settings import StreamSettings
 from streams.sink_core import (
     DIGEST_CRON,
     SinkCore,
@@ -59,38 +54,12 @@ from streams.sink_core import (
     post_weekly_digest,
 )
 from streams.sink_offsets import OffsetLedger
+from streams.sink_settings import SinkSettings, sink_group
 from streams.web import Metrics, add_pages
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 DELIVER_EVERY_S = 5.0  # how often what is due in the outboxes is sent when no batch arrives
-
-
-class SinkSettings(StreamSettings, AlertSettings, HistorySettings):
-    """The worker's settings, the alert pipeline's and the history store's, plus the sink's own.
-
-    >>> s = SinkSettings(consumer_group="spendwatch", digest_timezone="Europe/Paris")
-    >>> sink_group(s), s.flap_window_s, s.sink_watermark_delay_s
-    ('spendwatch-sink', 600.0, 120.0)
-    """
-
-    sink_watermark_delay_s: float = Field(
-        120.0, ge=0,
-        description="the sink's alert clock trails the newest usage event by this much, so a detection "
-        "worker that is behind can still report an alert flapping before it is announced resolved",
-    )
-    sink_offsets_db: Path | None = Field(
-        None, description="SQLite file of the usage offsets already booked (default: beside the Slack outbox)"
-    )
-
-    @property
-    def sink_offsets_path(self) -> Path:
-        return self.sink_offsets_db or self.slack_outbox.with_name("spendwatch-sink-offsets.db")
-
-
-def sink_group(settings: StreamSettings) -> str:
-    """The sink's consumer group (and faust app id): its own, beside the detection workers'."""
-    return f"{settings.consumer_group}-sink"
 
 
 class CoreThread:

@@ -12,7 +12,7 @@ import click
 
 from detector.errors import SpendwatchError
 from streams.cli import load_settings, settings_help
-from streams.sink import SinkSettings
+from streams.sink_settings import SinkSettings
 
 
 def load_sink_settings(**flags: Any) -> SinkSettings:

@@ -168,3 +168,10 @@ def test_rules_check_passes_the_shipped_rules_and_lists_every_problem_of_a_bad_f
         f'{bad}:7:14: group "g", rule "X": for: not a duration: "5x" (expected a Prometheus duration like 30s, 5m, '
         "1h30m or 7d)",
     ]
+
+
+def test_the_command_starts_without_loading_faust_or_matplotlib() -> None:
+    """Together they take over a second to import; only `worker`/`sink` and the digest charts need them."""
+    probe = "import sys, detector.cli; print(sorted(m for m in ('faust', 'aiokafka', 'matplotlib') if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

@@ -1,4 +1,4 @@
-"""The digest's charts as PNG bytes (matplotlib, Agg backend: no display, no GUI toolkit).
+"""The digest's charts as PNG bytes (matplotlib figures without pyplot: no display, no GUI toolkit).
 
 Three charts, where a person would rather look than read: daily spend by
 cost category (stacked bars), the top anomalies on their series' hourly spend
@@ -9,23 +9,29 @@ function returns PNG bytes, or None when there is nothing to draw.
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
-import matplotlib
+from detector.anomaly import where
+from detector.digest.content import AnomalyLine, Digest
+from detector.digest.weeks import day_label
+from detector.events import CATEGORIES
+from detector.history.rollup import RollupRow
+from detector.history.store import HistoryStore
 
-matplotlib.use("Agg")
-
-from matplotlib.figure import Figure  # noqa: E402 (the backend is chosen first)
-
-from detector.anomaly import where  # noqa: E402
-from detector.digest.content import AnomalyLine, Digest  # noqa: E402
-from detector.digest.weeks import day_label  # noqa: E402
-from detector.events import CATEGORIES  # noqa: E402
-from detector.history.rollup import RollupRow  # noqa: E402
-from detector.history.store import HistoryStore  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 DPI = 100
 TOP_ANOMALIES = 3
 SERIES_LABELS = ("team", "feature", "model")
+
+
+def _figure(width: float, height: float) -> Figure:
+    """A blank figure. matplotlib takes half a second to import, so it loads with the first chart,
+    not with every ``spendwatch`` command; a figure saved to PNG draws with Agg, whatever the display."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height))
 
 
 def _png(fig: Figure) -> bytes:
@@ -40,7 +46,7 @@ def daily_spend_chart(d: Digest) -> bytes | None:
     if not d.daily_by_category:
         return None
     days = list(d.daily_by_category)
-    fig = Figure(figsize=(8, 3.6))
+    fig = _figure(8, 3.6)
     ax = fig.subplots()
     bottom = [0.0] * len(days)
     for category in CATEGORIES:
@@ -60,7 +66,7 @@ def tier_mix_chart(d: Digest) -> bytes | None:
         return None
     days = list(d.daily_tier_share)
     tiers = sorted({t for per in d.daily_tier_share.values() for t in per})
-    fig = Figure(figsize=(8, 3))
+    fig = _figure(8, 3)
     ax = fig.subplots()
     ax.stackplot([day_label(t) for t in days],
                  [[100 * d.daily_tier_share[day].get(t, 0.0) for day in days] for t in tiers], labels=tiers)
@@ -88,7 +94,7 @@ def anomaly_chart(store: HistoryStore, d: Digest, line: AnomalyLine) -> bytes | 
     if not hours:
         return None
     a = line.stored
-    fig = Figure(figsize=(8, 2.8))
+    fig = _figure(8, 2.8)
     ax = fig.subplots()
     ax.plot([(h - d.start) / 86400 for h in hours], list(hours.values()), linewidth=1, color="#555555")
     ax.axvspan((a.started_ts - d.start) / 86400, (a.detected_ts - d.start) / 86400, color="#f4a261", alpha=0.4,
