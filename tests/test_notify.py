@@ -136,7 +136,7 @@ def test_alert_answers_what_where_how_much_since_when_and_what_to_do():
     assert field_text(message, "Normal") == f"{record.baseline:,.0f} tokens/request"
     assert field_text(message, "Since").startswith(record.started_at[:10] + " " + record.started_at[11:16] + " UTC")
     assert field_text(message, "Cost now") == f"{money(record.excess_cost_usd_per_hour)} per hour above normal"
-    assert field_text(message, "By month end") == f"{money(record.projected_month_usd)} by month end (projected)"
+    assert field_text(message, "Projected") == f"{money(record.projected_month_usd)} by month end"
     shown = "\n".join(texts(message))
     assert f"<{record.runbook}|Open the runbook>" in shown
     command = silence_command(record.rule, record.labels)

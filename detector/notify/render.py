@@ -155,7 +155,7 @@ def render_alert(
     >>> msg["blocks"][0]["text"]["text"]
     ':red_circle: Critical: input tokens per request doubled'
     >>> [f["text"] for f in msg["blocks"][2]["fields"]][-2:]
-    ['*Cost now*\\n$41 per hour above normal', '*By month end*\\n$29,800 by month end (projected)']
+    ['*Cost now*\\n$41 per hour above normal', '*Projected*\\n$29,800 by month end']
     """
     record = as_record(anomaly)
     hint = silence_hint if silence_hint is not None else silence_command(str(record["rule"]), _labels(record))
@@ -321,9 +321,8 @@ def _fields(record: Mapping[str, Any], *, resolved: bool = False) -> list[dict[s
             f"{money(abs(excess))} per hour {'above' if excess >= 0 else 'below'} normal",
         ),
         (
-            "By month end",
-            "not projected yet (no spend this month)" if projected is None
-            else f"{money(float(projected))} by month end (projected)",
+            "Projected",
+            "not yet (no spend this month)" if projected is None else f"{money(float(projected))} by month end",
         ),
     ]
     return [_mrkdwn(clip(f"*{title}*\n{text}", FIELD_MAX)) for title, text in fields[:FIELDS_MAX]]
