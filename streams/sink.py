@@ -117,8 +117,8 @@ def build_core(settings: SinkSettings, rules: RuleSet) -> SinkCore:
     return core
 
 
-def build_sink_app(settings: SinkSettings) -> SinkApp:
-    """The sink's faust app, ready for ``faust.Worker``.
+def build_sink_app(settings: SinkSettings, clock: Callable[[], float] = time.time) -> SinkApp:
+    """The sink's faust app, ready for ``faust.Worker``; ``clock`` says which week the Monday digest is for.
 
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -164,7 +164,7 @@ def build_sink_app(settings: SinkSettings) -> SinkApp:
     @app.crontab(DIGEST_CRON, timezone=digest_timezone(settings), on_leader=True)
     async def weekly_digest() -> None:
         try:
-            week = await thread.run(post_weekly_digest, core.writer.store, settings, time.time(), rules)
+            week = await thread.run(post_weekly_digest, core.writer.store, settings, clock(), rules)
         except Exception:  # the digest must never stop alerting; it is logged and tried next week
             log.exception("spendwatch sink: the weekly digest failed")
             return

@@ -9,6 +9,7 @@ in the middle of an incident.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import signal
 import time
@@ -16,12 +17,14 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from broker import Broker, free_port, running_broker
-from slack_server import TOKEN, FakeSlack, Message
+from faust.utils.cron import secs_for_next
+from slack_server import TOKEN, FakeSlack, Message, _channel_id
 from stream_worker import WorkerProcess, start_sink, start_worker
 
 from detector.alerts import AlertPipeline
@@ -39,10 +42,12 @@ from detector.simulate.world import World
 from streams.codecs import anomaly_record
 from streams.producer import client_options, ensure_topic, produce_lines
 from streams.settings import StreamSettings
-from streams.sink import SinkSettings, build_core
+from streams.sink import SinkSettings, build_core, build_sink_app
 from streams.sink_core import (
+    DIGEST_CRON,
     SinkCore,
     SinkRecordError,
+    digest_timezone,
     parse_record,
     post_weekly_digest,
 )
@@ -338,3 +343,27 @@ async def send_records(b: Broker, records: list[Anomaly]) -> None:
             await producer.send_and_wait(settings.anomalies_topic, anomaly_record(a), key=a.id.encode())
     finally:
         await producer.stop()
+
+
+def test_the_sink_posts_the_digest_from_its_monday_0900_crontab_in_the_configured_zone(
+    slack: FakeSlack, tmp_path: Path, lines: list[bytes]
+) -> None:
+    zone = ZoneInfo("Europe/Paris")
+    settings = SinkSettings(**sink_env(slack, tmp_path), digest_channel="#finops", digest_timezone=zone.key)
+    core = core_for(slack, tmp_path)
+    core.take_usage(lines)
+    core.close()
+    monday = datetime(2026, 11, 23, 9, 0, tzinfo=zone).timestamp()
+    built = build_sink_app(settings, clock=lambda: monday)
+    try:
+        # faust keeps a crontab as an app task wrapping our function; unwrapped, it is the job itself.
+        [job] = [inspect.unwrap(t) for t in built.app._app_tasks if inspect.unwrap(t).__name__ == "weekly_digest"]
+        next_run_s = time.time() + secs_for_next(DIGEST_CRON, digest_timezone(settings))
+        next_run = datetime.fromtimestamp(round(next_run_s / 60) * 60, zone)
+        assert next_run.strftime("%a %H:%M") == "Mon 09:00"
+        asyncio.run(job())
+    finally:
+        built.close()
+    [posted] = slack.top_level()
+    assert posted.channel == _channel_id("#finops")  # the digest channel, not the alerts' #spend
+    assert posted.text.startswith("spendwatch weekly digest 2026-W47")
