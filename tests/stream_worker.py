@@ -52,6 +52,11 @@ class WorkerProcess:
                 os.kill(self.process.pid, signal.SIGKILL)
                 self.process.wait(5)
 
+    def show_log(self, lines: int = 60) -> None:
+        """Print the end of the process's log: pytest shows it only when the test failed."""
+        text = self.log.read_text(errors="replace").splitlines() if self.log.exists() else ["(no log)"]
+        print(f"--- last {lines} lines of {self.log.name} ---", *text[-lines:], sep="\n")
+
     def get(self, path: str) -> bytes:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=5) as response:
             return bytes(response.read())

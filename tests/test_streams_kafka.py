@@ -134,6 +134,7 @@ def workers(broker: Broker, tmp_path: Path) -> Iterator[Callable[..., WorkerProc
     yield start
     for w in started:
         w.kill()
+        w.show_log()
 
 
 def test_the_worker_sends_exactly_the_anomalies_replay_finds(broker: Broker, workers: Any, tmp_path: Path) -> None:

@@ -277,6 +277,7 @@ def test_worker_and_sink_page_once_resolve_in_thread_and_roll_up_every_dollar_th
     finally:
         for process in started:
             process.kill()
+            process.show_log()
     assert_each_alert_paged_once_and_resolved_in_its_thread(slack, pages)
     assert stored_cost(tmp_path / "history.db") == pytest.approx(total_cost(lines), abs=0.005)
     store = HistoryStore.open(f"sqlite:///{tmp_path / 'history.db'}")
