@@ -55,7 +55,7 @@ from streams.sink_core import (
 )
 from streams.sink_offsets import OffsetLedger
 from streams.sink_settings import SinkSettings, sink_group
-from streams.web import Metrics, add_pages
+from streams.web import SinkMetrics, add_pages
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -139,25 +139,27 @@ def build_sink_app(settings: SinkSettings, clock: Callable[[], float] = time.tim
     usage = app.topic(settings.usage_topic, partitions=n, key_serializer="raw", value_serializer="raw")
     anomalies = app.topic(settings.anomalies_topic, partitions=n, key_serializer="raw", value_serializer="raw")
     take = (settings.batch_max, settings.batch_within_s)
+    metrics = SinkMetrics()
+    counted = CountedCore(core, metrics)
 
     @app.agent(anomalies, name="spendwatch-sink-anomalies")
     async def anomalies_agent(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(*take):
             async with or_exit("sink-anomalies"):
-                await thread.run(_take_anomalies, core, _records(batch))
+                await thread.run(counted.take_anomalies, _records(batch))
 
     @app.agent(usage, name="spendwatch-sink-usage")
     async def usage_agent(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(*take):
             async with or_exit("sink-usage"):
                 messages = [(e.message.topic, e.message.partition, e.message.offset, e.value) for e in batch]
-                await thread.run(_take_usage, core, messages)
+                await thread.run(counted.take_usage, messages)
 
     @app.timer(DELIVER_EVERY_S)
     async def deliver_due() -> None:
         # A page that failed waits in its outbox for its retry time; a quiet stream brings no batch to send it.
         try:
-            await thread.run(core.deliver)
+            await thread.run(counted.deliver)
         except Exception:  # the outbox keeps what was not sent; the next round tries again
             log.exception("spendwatch sink: delivering the outboxes failed")
 
@@ -170,18 +172,38 @@ def build_sink_app(settings: SinkSettings, clock: Callable[[], float] = time.tim
             return
         log.info("spendwatch sink: weekly digest %s", f"for {week} posted" if week else "skipped (no Slack bot)")
 
-    add_pages(app, Metrics(), lambda: _health(app, core))
+    add_pages(app, metrics, lambda: _health(app, core))
     return SinkApp(app, core, settings, thread)
 
 
-def _take_anomalies(core: SinkCore, records: list[Anomaly]) -> None:
-    core.take_anomalies(records)
-    core.deliver()
+@dataclass
+class CountedCore:
+    """The core's work as the agents and the timer run it (on the core thread), counted in the metrics."""
 
+    core: SinkCore
+    metrics: SinkMetrics
 
-def _take_usage(core: SinkCore, messages: list[tuple[str, int, int, bytes]]) -> None:
-    core.take_usage_messages(messages)
-    core.deliver()
+    def take_anomalies(self, records: list[Anomaly]) -> None:
+        repeats = self.core.repeats
+        for a in records:
+            if self.core.take_anomalies([a]):
+                self.metrics.records.labels(a.status).inc()
+        self.metrics.repeats.inc(self.core.repeats - repeats)
+        self.deliver()
+
+    def take_usage(self, messages: list[tuple[str, int, int, bytes]]) -> None:
+        events, rejects = self.core.take_usage_messages(messages)
+        self.metrics.usage_events.inc(events)
+        self.metrics.usage_rejected.inc(rejects)
+        self.deliver()
+
+    def deliver(self) -> None:
+        report = self.core.deliver()
+        for channel, done in (("slack", report.slack), ("webhook", report.webhook)):
+            if done is not None:
+                self.metrics.delivered.labels(channel).inc(len(done.delivered))
+                self.metrics.failures.labels(channel).inc(len(done.failed))
+                self.metrics.pending.labels(channel).set(done.pending)
 
 
 def _records(batch: list[Any]) -> list[Any]:

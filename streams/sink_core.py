@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from slack_sdk import WebClient
 
-from detector.alerts import AlertPipeline
+from detector.alerts import AlertPipeline, PipelineReport
 from detector.alerts.lifecycle import event_time
 from detector.anomaly import Anomaly
 from detector.digest.publish import post_digest
@@ -179,9 +179,9 @@ class SinkCore:
         self.offsets.save((t, p, n) for (t, p), n in nexts.items())
         return counts
 
-    def deliver(self) -> None:
-        """Let the outboxes send what is due (blocking network I/O)."""
-        self.pipeline.deliver_pending()
+    def deliver(self) -> PipelineReport:
+        """Let the outboxes send what is due (blocking network I/O); what each sent, failed and holds."""
+        return self.pipeline.deliver_pending()
 
     def close(self) -> None:
         self.writer.flush()

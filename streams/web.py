@@ -1,6 +1,6 @@
-"""The worker's health endpoint and Prometheus metrics, served by faust's web server.
+"""The health endpoint and Prometheus metrics of the worker and of the sink, served by faust's web server.
 
-``GET /health`` answers 200 with what the worker holds; ``GET /metrics``
+``GET /health`` answers 200 with what the process holds; ``GET /metrics``
 answers in the Prometheus text format. Each app has its own registry, so two
 workers in one process (tests) never share counters.
 """
@@ -8,7 +8,7 @@ workers in one process (tests) never share counters.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import faust
 from faust.web import Request, Response, View
@@ -23,6 +23,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Exposed(Protocol):
+    def exposition(self) -> bytes: ...
 
 
 class Metrics:
@@ -64,6 +68,43 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+class SinkMetrics:
+    """What the sink exposes, named ``spendwatch_sink_*``: what it took, and whether the alerts get out.
+
+    Alert on ``spendwatch_sink_notifications_pending`` staying above zero or
+    ``spendwatch_sink_notification_failures_total`` growing: pages are waiting
+    in an outbox because Slack or a webhook refuses them.
+
+    >>> m = SinkMetrics()
+    >>> m.pending.labels("slack").set(2)
+    >>> b'spendwatch_sink_notifications_pending{channel="slack"} 2.0' in m.exposition()
+    True
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.records = Counter("spendwatch_sink_records", "anomaly records taken, by status", ["status"], registry=r)
+        self.repeats = Counter(
+            "spendwatch_sink_records_repeated", "anomaly records skipped as already taken (same id and status)",
+            registry=r,
+        )
+        self.usage_events = Counter("spendwatch_sink_usage_events", "usage events booked into hourly rollups",
+                                    registry=r)
+        self.usage_rejected = Counter("spendwatch_sink_usage_rejected",
+                                      "usage events not booked (the workers dead-letter them)", registry=r)
+        self.delivered = Counter("spendwatch_sink_notifications_delivered",
+                                 "notifications delivered, by channel (slack, webhook)", ["channel"], registry=r)
+        self.failures = Counter("spendwatch_sink_notification_failures",
+                                "delivery attempts that failed and will be retried, by channel", ["channel"],
+                                registry=r)
+        self.pending = Gauge("spendwatch_sink_notifications_pending",
+                             "notifications waiting in an outbox, by channel", ["channel"], registry=r)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
 class _LagCollector(Collector):
     def __init__(self, lag: Callable[[], dict[tuple[str, int], int]]) -> None:
         self._lag = lag
@@ -81,7 +122,7 @@ class _LagCollector(Collector):
         yield GaugeMetricFamily("spendwatch_consumer_lag", "", labels=["topic", "partition"])
 
 
-def add_pages(app: faust.App, metrics: Metrics, health: Callable[[], dict[str, Any]]) -> None:
+def add_pages(app: faust.App, metrics: Exposed, health: Callable[[], dict[str, Any]]) -> None:
     """Mount ``/health`` and ``/metrics`` on the app's web server."""
 
     class HealthView(View):

@@ -42,7 +42,7 @@ from detector.simulate.world import World
 from streams.codecs import anomaly_record
 from streams.producer import client_options, ensure_topic, produce_lines
 from streams.settings import StreamSettings
-from streams.sink import SinkSettings, build_core, build_sink_app
+from streams.sink import CountedCore, SinkSettings, build_core, build_sink_app
 from streams.sink_core import (
     DIGEST_CRON,
     SinkCore,
@@ -51,6 +51,7 @@ from streams.sink_core import (
     parse_record,
     post_weekly_digest,
 )
+from streams.web import SinkMetrics
 
 START = DEFAULT_START.replace(tzinfo=UTC)
 INCIDENT = "prompt_doubling@1d10h~3h:team=growth"
@@ -187,6 +188,26 @@ def test_without_restoring_the_open_alerts_a_restart_would_lose_the_resolved_not
     core.close()
     assert not [m for m in slack.messages if m.thread_ts and "resolved" in m.text.lower()]
     assert not [m for m in slack.top_level() if m.edits]
+
+
+def test_a_refused_page_is_counted_as_failed_and_pending(
+    slack: FakeSlack, tmp_path: Path, lines: list[bytes], records: list[Anomaly]
+) -> None:
+    """What an operator alerts on: pages waiting in the outbox because Slack refuses them."""
+    firing = [a for a in records if a.status == "firing"]
+    counted = CountedCore(core_for(slack, tmp_path), SinkMetrics())
+    slack.fail("chat.postMessage", "500", times=100)  # beyond every retry of this round
+    counted.take_anomalies(firing)
+    counted.take_usage([("spendwatch.usage", 0, n, line) for n, line in enumerate(lines[:8000])])
+    counted.core.close()
+    sample = counted.metrics.registry.get_sample_value
+    slack_channel = {"channel": "slack"}
+    assert slack.calls("chat.postMessage") and not slack.messages
+    assert sample("spendwatch_sink_notification_failures_total", slack_channel) >= 1
+    assert sample("spendwatch_sink_notifications_pending", slack_channel) >= 1
+    assert sample("spendwatch_sink_notifications_delivered_total", slack_channel) == 0
+    assert sample("spendwatch_sink_records_total", {"status": "firing"}) == len(firing)
+    assert sample("spendwatch_sink_usage_events_total") == 8000
 
 
 def test_a_record_is_taken_once_per_status_and_a_late_firing_copy_is_ignored(
@@ -326,11 +347,17 @@ def test_a_hanging_slack_leaves_the_sink_answering_health_checks_and_the_page_go
             slowest = max(slowest, time.monotonic() - started)
             time.sleep(0.5)
         wait_for("the page that hung", lambda: len(slack.top_level()), lambda n: n >= 1)
+        wait_for("every usage event booked", lambda: sink.metric("spendwatch_sink_usage_events_total"),
+                 lambda n: n == len(lines))
         time.sleep(2.0)  # anything sent twice would arrive now
+        taken = {status: sink.metric("spendwatch_sink_records_total", status=status) for status in ("firing", "resolved")}
+        delivered = sink.metric("spendwatch_sink_notifications_delivered_total", channel="slack")
     finally:
         sink.kill()
     assert slowest < 1.0, f"/health took {slowest:.1f} s while Slack hung for {hang_s} s"
     assert len(slack.calls("chat.postMessage")) == len(slack.messages) + hangs  # each other call posted once
+    assert taken == {status: sum(a.status == status for a in records) for status in taken}
+    assert delivered >= len(slack.top_level())
 
 
 async def send_records(b: Broker, records: list[Anomaly]) -> None:
