@@ -55,11 +55,13 @@ from bench.scoring import (
 from bench.tables import print_report
 from bench.week_run import WeekResult, run_week, window_of
 from detector.config import Settings
+from detector.models.level_shift import LevelConfig
 from detector.pricing import PriceTable
 from detector.replay import tune_gc_for_streaming
 
 DETECTORS = ("spendwatch", "3sigma")
-TRACE_ONSET_SHARE = 0.55  # the doubling starts this far into each trace, well after warm-up
+TRACE_ONSET_SHARE = 0.55  # the doubling starts this far into each trace ...
+TRACE_AFTER_WARMUP_MINUTES = 3  # ... or this many active minutes after the models' warm-up, if that is later
 
 
 def run_suite(weeks: Sequence[Week], workers: int) -> list[WeekResult]:
@@ -140,7 +142,10 @@ def run_traces(settings: Settings) -> list[dict[str, object]]:
         trace = traces.load(name)
         minutes = int((trace.end_s - trace.start_s) // 60) + 2
         start = math.floor(trace.start_s / 60) * 60.0
-        onset = trace.start_s + TRACE_ONSET_SHARE * (trace.end_s - trace.start_s)
+        # A doubling inside warm-up is what a new series looks like, for any model: it must come after.
+        # (azure-code has quiet minutes, so 55 % of it falls before its 30th minute with requests.)
+        settled = trace.active_minute_start(LevelConfig().warmup_minutes + TRACE_AFTER_WARMUP_MINUTES)
+        onset = max(trace.start_s + TRACE_ONSET_SHARE * (trace.end_s - trace.start_s), settled)
         window = Window(f"trace:{name}", "prompt_doubling", "input_tokens_per_request", 2.0, trace.labels,
                         onset, trace.end_s)
         clean = observe(trace.lines(), [], start, minutes, settings, prices)

@@ -62,6 +62,16 @@ class Trace:
     def end_s(self) -> float:
         return self.ts[-1]
 
+    def active_minute_start(self, k: int) -> float:
+        """When the ``k``-th minute holding requests begins (1-based): warm-up counts such minutes.
+
+        >>> t = Trace("t", [{}] * 4, [0.0, 30.0, 200.0, 250.0], {})
+        >>> t.active_minute_start(2), t.active_minute_start(4)
+        (180.0, inf)
+        """
+        minutes = sorted({int(t // 60) for t in self.ts})
+        return minutes[k - 1] * 60.0 if k <= len(minutes) else float("inf")
+
     def lines(self, doubled_from_s: float | None = None) -> list[bytes]:
         """The trace as JSONL lines; prompts from ``doubled_from_s`` on are twice as long."""
         out = []
