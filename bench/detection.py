@@ -6,7 +6,8 @@ a clean week per seed), replays each week through spendwatch exactly as
 ``spendwatch replay`` does, and scores in the same run a rolling 3-sigma
 detector on 5-minute aggregates (bench/baseline3sigma.py) the same way
 (bench/scoring.py: the matching rule). Then the real traces of
-../shared/data: clean, and with every prompt doubled from 55 % of the trace on.
+../shared/data: clean, and with every prompt doubled from 55 % of the trace on (or from just after
+the models' warm-up, if that is later).
 
 Figures, per incident kind and magnitude: recall; median and p90 delay in
 minutes of event time and in requests of the target series; dollars leaked

@@ -167,7 +167,8 @@ def _overall_table(scored: dict, trace_rows: list[dict[str, object]]) -> Table:
 
 
 def _trace_table(trace_rows: list[dict[str, object]]) -> Table:
-    t = Table(title="Real traces (../shared/data): clean, and ×2 prompt doubling from 55 % of the trace")
+    t = Table(title="Real traces (../shared/data): clean, and ×2 prompt doubling from 55 % of the trace "
+                    "(or just after warm-up)")
     for col in ("trace", "req/min", "detector", "clean firings (critical)", "×2 detected", "delay min", "requests"):
         t.add_column(col, justify="left" if col in ("trace", "detector") else "right")
     for r in trace_rows:
