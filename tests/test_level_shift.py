@@ -194,3 +194,33 @@ def test_a_steady_slow_series_learns_no_wandering_it_does_not_have():
         assert model.phase == WATCHING
         estimates.append(model.tau2)
     assert float(np.mean(estimates)) < 0.01
+
+
+def test_a_shift_building_its_evidence_does_not_teach_the_model_that_minutes_wander_that_far():
+    """A ×1.3 shift on a series whose minutes wander (τ ≈ 0.14) needs many minutes of evidence.
+
+    Learned from those minutes, the wander grew by a fifth or more before the
+    alarm, and the test grew blunter the longer the shift lasted: in most
+    seeds it never fired within 100 minutes.
+    """
+    growth, fired = [], 0
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        model = LogLevelShift(warmup=200)
+
+        def minute(t: int, shift: float) -> None:
+            level = math.log(3000) + shift + 0.14 * rng.standard_normal()
+            model.update_many(np.exp(level + 0.6 * rng.standard_normal(60)).tolist(), t * 60.0)
+            model.close(t * 60.0 + 60)
+
+        for t in range(600):
+            minute(t, 0.0)
+        before = model.tau2
+        for t in range(600, 700):
+            minute(t, math.log(1.3))
+            if model.phase == SHIFTED:
+                fired += 1
+                break
+        growth.append(model.tau2 - before)
+    assert float(np.mean(growth)) < 0.007  # 0.0037 now; 0.0126 when the building shift was learned
+    assert fired >= 4  # 5 of 8 now; 2 of 8 before

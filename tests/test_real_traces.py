@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import pytest
 
 from detector.engine import Engine
@@ -42,5 +45,16 @@ def test_a_doubling_injected_into_a_real_trace_is_caught(real_traces):
     firing = [r for r in records if r.status == "firing"]
     assert len(firing) == 1
     assert firing[0].labels == {"team": "azure", "feature": "conv", "model": "gpt-4o"}
-    assert "18:50:00Z" <= firing[0].detected_at[11:] <= "19:14:00Z"
-    assert firing[0].ratio == pytest.approx(2.0, rel=0.25)
+    detected = firing[0].detected_at[11:19]
+    assert "18:50:00" <= detected <= "19:14:00"
+    # The trace's own level moves too (it fell to ~0.73× just after 18:50), so the honest ratio
+    # is the doubling times that move: the doubled minutes against the half hour before.
+    expected = geometric_mean(rows, "18:50:00", detected) / geometric_mean(rows, "18:20:00", "18:50:00")
+    assert 1.3 < expected < 2.5
+    assert firing[0].ratio == pytest.approx(expected, rel=0.1)
+
+
+def geometric_mean(rows: list[dict[str, Any]], start: str, end: str) -> float:
+    """Of the prompt lengths between two times of day, in the model's log(1 + x) scale."""
+    logs = [math.log1p(r["input_tokens"]) for r in rows if start <= r["ts"][11:19] < end]
+    return math.expm1(math.fsum(logs) / len(logs))

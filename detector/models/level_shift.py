@@ -12,9 +12,11 @@ traces show a ×2 swing of the minute's geometric mean within an hour). A test
 that treats every request as independent pages on that wandering. So evidence
 is gathered per minute of event time, and each minute's mean is judged
 against a variance with two parts, ``σ²/n`` for the requests in it and ``τ²``
-for the wandering between minutes, both learned online. A busy, steady series
-(τ ≈ 0) is then judged almost per request and a doubling fires in a couple of
-minutes; a series that wanders needs proportionally more evidence.
+for the wandering between minutes, both learned online (τ² only from minutes
+where neither test leans, so that a shift cannot pass itself off as
+wandering). A busy, steady series (τ ≈ 0) is then judged almost per request
+and a doubling fires in a couple of minutes; a series that wanders needs
+proportionally more evidence.
 
 The evidence is the log-likelihood ratio of "shifted by ±δ" against "at
 baseline", accumulated by a two-sided CUSUM; crossing ``h`` is an alarm once
@@ -59,6 +61,7 @@ _FLOOR_1, _KEEP_1 = 0.5 ** (1 / MIN_HALF_LIFE_MINUTES), 0.5 ** (1 / HALF_LIFE_MI
 TRACK_STEP = 1 - 0.5 ** (1 / 60)  # a shifted level follows the data with a half-life of an hour at most
 EFFECT_Z = 1.5  # the effect must matter at its lower bound of about 87 % confidence
 HOLD_S = 3600.0  # longest an undecided shift waits at the threshold for more evidence
+WANDER_BELOW = 0.25  # share of the threshold either CUSUM must stay under for a minute to teach the wander
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,7 +329,10 @@ class LogLevelShift:
         up = self.up = _extend(self.up, s_up, first, n, raw)
         dn = self.dn = _extend(self.dn, s_dn, first, n, raw)
         calm = s_up < h / 2 and s_dn < h / 2
-        if calm:
+        if s_up < h * WANDER_BELOW and s_dn < h * WANDER_BELOW:
+            # The wander is learned only while neither test leans: a shift still building its
+            # evidence would otherwise teach the model that minutes stray that far, and the test
+            # would grow blunter the longer the shift lasts.
             excess = dev * dev - var / n
             a[TAU2] = tau2 + 0.01 * n / (n + TAU2_N) * (excess - tau2)
             self._learn_persistence(dev / math.sqrt(var / n + self.tau2), 0.02)
