@@ -17,6 +17,7 @@ position already applied to the saved state is skipped instead of counted twice.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -24,6 +25,8 @@ from typing import Any, Protocol
 from detector.anomaly import Anomaly
 from detector.events import Event
 from streams.codecs import Segment
+
+log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 PROCESSING_ERROR = "processing_error"
@@ -151,6 +154,7 @@ class GroupRunner:
             _check_saved(key, saved)
             self.engine.import_group(key, saved["state"])
             applied = {str(p): (int(at[0]), int(at[1])) for p, at in saved["applied"].items()}
+            log.info("state of %s restored, applied up to (source partition: offset, part) %s", key, applied)
         self._applied[key] = applied
         self._partition[key] = partition
         return applied
