@@ -121,6 +121,16 @@ def saved_states(b: Broker) -> dict[str, Any]:
     return {orjson.loads(key): orjson.loads(value) for key, value in b.read(CHANGELOG)}
 
 
+def print_changelog_history(b: Broker) -> None:
+    """Each key's saved positions on the changelog, oldest first: shown by pytest only if the test fails,
+    beside the workers' logs of the state each restored."""
+    history: dict[str, list[Any]] = {}
+    for key, value in b.read(CHANGELOG):
+        history.setdefault(orjson.loads(key), []).append(orjson.loads(value)["applied"])
+    for key, applied in sorted(history.items()):
+        print(f"changelog {key}: {applied}")
+
+
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
     with running_broker(tmp_path) as running:
@@ -286,6 +296,7 @@ def test_kill_9_and_restart_resume_with_state_and_lose_nothing(broker: Broker, w
     want = records_by_identity(expected)
     got = wait_for("every anomaly", lambda: records_by_identity(anomalies_on(broker)),
                    lambda g: g.keys() >= want.keys())
+    print_changelog_history(broker)
     assert_same_records(got, want)  # same ids, labels and detection times: baselines not relearned
     keys = llm_keys(lines)
     final = {key: orjson.loads(orjson.dumps(oracle.export_group(key))) for key in keys}
