@@ -284,9 +284,9 @@ class LogLevelShift:
         n = a[M_N]
         if self.phase != WATCHING or not n:
             return False
-        dev, v = self._evidence(n)
-        d, h = self.config.delta, self.config.h
-        if a[S_UP] + d / v * (dev - d / 2) < h and a[S_DN] + d / v * (-dev - d / 2) < h:
+        s_up, s_dn = self._cusums(*self._evidence(n))
+        h = self.config.h
+        if s_up < h and s_dn < h:
             return False
         self.close(ts)
         return self.phase == SHIFTED
@@ -295,6 +295,11 @@ class LogLevelShift:
         """The open minute's mean deviation, and its variance: its requests' own spread plus the wandering."""
         a = self.a
         return a[M_SUM] / n, a[VAR] / n + self.tau2 * self.persistence()
+
+    def _cusums(self, dev: float, v: float) -> tuple[float, float]:
+        """Both CUSUMs with a minute of mean deviation ``dev`` and variance ``v`` added (not yet floored at 0)."""
+        a, d = self.a, self.config.delta
+        return a[S_UP] + d / v * (dev - d / 2), a[S_DN] + d / v * (-dev - d / 2)
 
     def _learn(self, x: float) -> None:
         a = self.a
@@ -319,11 +324,10 @@ class LogLevelShift:
         if self.phase == SHIFTED:
             self._track_shift(a[SHIFT_MEAN] + dev, v)
             return
-        d, h = c.delta, c.h
+        h = c.h
+        s_up, s_dn = self._cusums(dev, v)
         # (Comparisons written out rather than max() and min(): the same values, a call less each.)
-        s_up = a[S_UP] + d / v * (dev - d / 2)
         a[S_UP] = s_up = s_up if s_up > 0.0 else 0.0
-        s_dn = a[S_DN] + d / v * (-dev - d / 2)
         a[S_DN] = s_dn = s_dn if s_dn > 0.0 else 0.0
         first, raw = a[M_FIRST], a[M_RAW]
         up = self.up = _extend(self.up, s_up, first, n, raw)
