@@ -48,10 +48,14 @@ def rule_paths(user: Iterable[Path]) -> list[Path]:
     return user if "default.yaml" in names else [PACKAGED_RULES, *user]
 
 
+def run_rule_paths(settings: Settings, user: Iterable[Path] = ()) -> list[Path]:
+    """The rule files a run reads: packaged defaults, then ``SPENDWATCH_RULES_DIR`` and ``user``."""
+    return rule_paths([*([settings.rules_dir] if settings.rules_dir else []), *user])
+
+
 def rules_in_force(settings: Settings, user: Iterable[Path] = ()) -> RuleSet:
-    """The rules a run starts with: packaged defaults, then ``SPENDWATCH_RULES_DIR`` and ``user``."""
-    paths = [*([settings.rules_dir] if settings.rules_dir else []), *user]
-    return load_rules_or_raise(rule_paths(paths))
+    """The rules a run starts with (see :func:`run_rule_paths`)."""
+    return load_rules_or_raise(run_rule_paths(settings, user))
 
 
 def engine_for(settings: Settings, prices: PriceTable) -> Engine:

@@ -15,12 +15,11 @@ and the health page says so.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from detector.anomaly import Anomaly
 from detector.config import Settings
-from detector.detection_run import rule_paths
+from detector.detection_run import run_rule_paths
 from detector.engine import Engine
 from detector.engine_state import groups_by_feature
 from detector.rules.reloader import RuleReloader
@@ -40,8 +39,7 @@ def worker_reloader(settings: Settings, now: float) -> RuleReloader:
     The engine starts with its ``current`` rules, so what the worker runs and
     what its reloader compares changes against are the same read of the files.
     """
-    paths = [settings.rules_dir] if settings.rules_dir else []
-    return RuleReloader(rule_paths([Path(p) for p in paths]), now=now, interval_s=0.0)
+    return RuleReloader(run_rule_paths(settings), now=now, interval_s=0.0)
 
 
 class WorkerRules:
