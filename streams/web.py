@@ -8,7 +8,7 @@ workers in one process (tests) never share counters.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any
 
 import faust
 from faust.web import Request, Response, View
@@ -25,11 +25,17 @@ from prometheus_client.registry import Collector
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-class Exposed(Protocol):
-    def exposition(self) -> bytes: ...
+class Registered:
+    """A process's figures in a registry of its own, so two apps in one process never share counters."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
 
 
-class Metrics:
+class Metrics(Registered):
     """Every figure the worker exposes, named ``spendwatch_*``.
 
     >>> m = Metrics()
@@ -39,7 +45,7 @@ class Metrics:
     """
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        super().__init__()
         r = self.registry
         self.messages = Counter("spendwatch_messages", "usage messages read", registry=r)
         self.processed = Counter("spendwatch_events_processed", "events run through detection", registry=r)
@@ -64,11 +70,8 @@ class Metrics:
         """Report consumer lag per topic partition, computed when scraped."""
         self.registry.register(_LagCollector(lag))
 
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry)
 
-
-class SinkMetrics:
+class SinkMetrics(Registered):
     """What the sink exposes, named ``spendwatch_sink_*``: what it took, and whether the alerts get out.
 
     Alert on ``spendwatch_sink_notifications_pending`` staying above zero or
@@ -82,7 +85,7 @@ class SinkMetrics:
     """
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        super().__init__()
         r = self.registry
         self.records = Counter("spendwatch_sink_records", "anomaly records taken, by status", ["status"], registry=r)
         self.repeats = Counter(
@@ -100,9 +103,6 @@ class SinkMetrics:
                                 registry=r)
         self.pending = Gauge("spendwatch_sink_notifications_pending",
                              "notifications waiting in an outbox, by channel", ["channel"], registry=r)
-
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry)
 
 
 class _LagCollector(Collector):
@@ -122,7 +122,7 @@ class _LagCollector(Collector):
         yield GaugeMetricFamily("spendwatch_consumer_lag", "", labels=["topic", "partition"])
 
 
-def add_pages(app: faust.App, metrics: Exposed, health: Callable[[], dict[str, Any]]) -> None:
+def add_pages(app: faust.App, metrics: Registered, health: Callable[[], dict[str, Any]]) -> None:
     """Mount ``/health`` and ``/metrics`` on the app's web server."""
 
     class HealthView(View):
