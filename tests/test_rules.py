@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import pickle
 import textwrap
 import time
 import typing
@@ -368,6 +369,15 @@ def test_reload_refuses_to_start_on_broken_rules(tmp_path: Path) -> None:
     with pytest.raises(RuleLoadError) as caught:
         RuleReloader([tmp_path], now=0.0)
     assert len(caught.value.errors) == 1 and 'bad alert name "A B"' in str(caught.value)
+
+
+def test_a_rule_load_error_survives_pickling_with_its_errors(tmp_path: Path) -> None:
+    """Replays run in a process pool: an error a worker raises must reach the parent whole."""
+    (tmp_path / "a.yaml").write_text(scoped().replace("alert: A", "alert: 'A B'"))
+    with pytest.raises(RuleLoadError) as caught:
+        RuleReloader([tmp_path], now=0.0)
+    again = pickle.loads(pickle.dumps(caught.value))
+    assert type(again) is RuleLoadError and str(again) == str(caught.value) and again.errors == caught.value.errors
 
 
 def test_reload_uses_injected_stat_and_read(tmp_path: Path) -> None:

@@ -46,6 +46,10 @@ class RuleLoadError(ConfigError):
         super().__init__(f"{len(lines)} error{'s' if len(lines) != 1 else ''} in rule files:\n" + "\n".join(lines))
         self.errors = list(errors)
 
+    def __reduce__(self) -> tuple[type[RuleLoadError], tuple[list[RuleError]]]:
+        """Rebuilt from its errors: it crosses processes (a pool of replays), and the message is not an error."""
+        return type(self), (self.errors,)
+
 
 def rule_files(paths: Iterable[Path]) -> tuple[list[Path], list[RuleError]]:
     """The rule files named by ``paths`` (directories expanded), and errors for paths that are none."""
