@@ -84,6 +84,16 @@ def test_each_search_incident_pages_once_on_its_metric(search, kind):
     assert seconds(found[0].detected_at) - seconds(truth["start"]) <= 30 * 60
 
 
+def test_a_retry_storm_pages_for_its_retries_and_names_the_failed_attempts(search):
+    """Every retried request failed first, so the error share moves too; the page is the retries' (they cost)."""
+    incidents, records, _ = search
+    truth = next(t for t in incidents if t["kind"] == "retry_storm")
+    [page] = matching(truth, records)
+    [resolved] = [r for r in records if r.id == page.id and r.status == "resolved"]  # names what merged
+    assert page.metric == "retry_rate"
+    assert any(name.startswith("builtin.error_rate") for name in resolved.related or ()), resolved.related
+
+
 @pytest.mark.parametrize("kind", [s.split("@")[0] for s in ELSEWHERE])
 def test_each_other_incident_pages_once_on_its_metric(elsewhere, kind):
     incidents, records, _ = elsewhere

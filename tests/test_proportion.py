@@ -6,6 +6,7 @@ import numpy as np
 import orjson
 import pytest
 
+from detector.models import proportion
 from detector.models.proportion import (
     LEARNING,
     SHIFTED,
@@ -101,6 +102,27 @@ def test_a_small_series_needs_more_evidence_than_a_big_one(retries):
     small_phases = feed(small, trials, hits, first=DAY)
     assert first_alarm(big_phases) is not None
     assert first_alarm(small_phases) is None and small.score() < 1
+
+
+def spike_delays(rate: float, share: float, seeds: int = 20) -> list[int | None]:
+    """Minutes to the alarm of an hour-long spike from 2 % to ``share`` after a day of baseline, per seed."""
+    delays = []
+    for seed in range(seeds):
+        model = ProportionShift()
+        feed(model, *minutes(DAY, rate, 0.02, seed=100 + seed))
+        alarm = first_alarm(feed(model, *minutes(60, rate, share, seed=200 + seed), first=DAY))
+        delays.append(None if alarm is None else alarm - DAY)
+    return delays
+
+
+def test_a_large_spike_on_a_slow_series_is_caught_by_the_second_test(monkeypatch):
+    """An hour at 25 % failures, one request every two minutes: the test tuned to ×5 alone gathers too little."""
+    bank = spike_delays(0.5, 0.25)
+    monkeypatch.setattr(proportion, "BIG", 1.0)  # the second test looks for what the first does: one test
+    single = spike_delays(0.5, 0.25)
+    caught, caught_single = (sum(d is not None for d in ds) for ds in (bank, single))
+    assert caught >= 2 * caught_single > 0
+    assert all(b is not None and b <= s for b, s in zip(bank, single, strict=True) if s is not None)
 
 
 def test_a_clumpy_series_needs_more_evidence_than_a_binomial_one():
