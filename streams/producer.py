@@ -64,6 +64,16 @@ def client_options(settings: StreamSettings) -> dict[str, Any]:
     return options
 
 
+def batch_options(settings: StreamSettings) -> dict[str, Any]:
+    """The producer's batch cap, when the settings set one: the same cap as the worker's producer.
+
+    >>> batch_options(StreamSettings(producer_max_batch_bytes=1)), batch_options(StreamSettings())
+    ({'max_batch_size': 1}, {})
+    """
+    cap = settings.producer_max_batch_bytes
+    return {"max_batch_size": cap} if cap is not None else {}
+
+
 @dataclass
 class Message:
     key: bytes | None
@@ -136,7 +146,8 @@ async def produce_lines(
 ) -> tuple[int, int]:
     """Send ``lines`` to the usage topic; return (messages, events). ``rate`` caps events per second."""
     await ensure_topic(settings, settings.usage_topic)
-    producer = AIOKafkaProducer(**client_options(settings), linger_ms=5, enable_idempotence=False)
+    producer = AIOKafkaProducer(**client_options(settings), **batch_options(settings), linger_ms=5,
+                                enable_idempotence=False)
     batcher = Batcher(framing, settings)
     sent_messages = sent_events = 0
     started = time.monotonic()

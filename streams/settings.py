@@ -61,7 +61,8 @@ class StreamSettings(Settings):
     )
     producer_max_batch_bytes: int | None = Field(
         None, ge=1,
-        description="cap on the producer's batch size (leave unset; the test broker needs 1, see tests/broker.py)",
+        description="cap on the producers' batch size, the worker's and `spendwatch produce`'s "
+        "(leave unset; the test broker needs 1, see tests/broker.py)",
     )
     rebalance_timeout_s: float | None = Field(
         None, gt=0, description="consumer group rebalance timeout (unset: the client's default)"

@@ -40,8 +40,7 @@ from detector.replay import replay_lines
 from detector.simulate import DEFAULT_START, parse_incident, simulate
 from detector.simulate.world import World
 from streams.codecs import anomaly_record
-from streams.producer import client_options, ensure_topic, produce_lines
-from streams.settings import StreamSettings
+from streams.producer import batch_options, client_options, ensure_topic, produce_lines
 from streams.sink import CountedCore, SinkSettings, build_core, build_sink_app
 from streams.sink_core import (
     DIGEST_CRON,
@@ -311,7 +310,7 @@ def test_worker_and_sink_page_once_resolve_in_thread_and_roll_up_every_dollar_th
 
 
 def send(b: Broker, lines: list[bytes]) -> None:
-    asyncio.run(produce_lines(lines, StreamSettings(broker=b.url), batch=500))
+    asyncio.run(produce_lines(lines, b.settings(), batch=500))
 
 
 def test_usage_redelivered_after_a_restart_is_booked_once_even_beyond_the_dedupe_window(
@@ -363,9 +362,9 @@ def test_a_hanging_slack_leaves_the_sink_answering_health_checks_and_the_page_go
 
 async def send_records(b: Broker, records: list[Anomaly]) -> None:
     """The records onto the anomalies topic, as detection workers write them."""
-    settings = StreamSettings(broker=b.url)
+    settings = b.settings()
     await ensure_topic(settings, settings.anomalies_topic)
-    producer = AIOKafkaProducer(**client_options(settings))
+    producer = AIOKafkaProducer(**client_options(settings), **batch_options(settings))
     await producer.start()
     try:
         for a in records:
