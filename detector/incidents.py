@@ -3,8 +3,7 @@
 The first monitor of a (team, feature) to fire opens the feature's incident;
 monitors that fire while it lasts are merged into it and named in its
 ``related``; a derived metric (cost per request, spend rate) waits a few
-minutes for a cause to explain it, and so does an error shift while the
-retries rise with it (a retry storm, named for the retries); a spend-rate change worth pennies, a move
+minutes for a cause to explain it; a spend-rate change worth pennies, a move
 to a cheaper model and a slow test's late echo of an incident do not page.
 Records are priced (:mod:`detector.findings`) and, where the change is
 settled, split into drivers (:mod:`detector.drivers`).
@@ -35,7 +34,6 @@ from detector.pricing import PriceTable
 from detector.series import labels_of
 
 DERIVED_HOLD_S = 180.0
-LEANING = 0.5  # a test this far to its threshold is leaning: its shift may be minutes away
 ECHO_S = 24 * 3600.0  # a slow-creep alarm this soon after an incident of its feature is that incident's echo
 SETTLED_S = 600.0  # a firing record splits its dollars into drivers only if the change is this old
 SPEND_FLOOR_USD_PER_HOUR = 0.10  # a rate change worth less than this is pennies, not a page
@@ -94,7 +92,7 @@ class Incidents:
             return
         if mon.metric in FLOORED and abs(self._excess_now(mon, f, tier)) < SPEND_FLOOR_USD_PER_HOUR:
             return  # a doubling of pennies: rates page for dollars
-        if mon.metric in DERIVED or (mon.metric == "error_rate" and _retries_rising(s)):
+        if mon.metric in DERIVED:
             if not mon.held_since:
                 mon.held_since = ts
             if ts - mon.held_since < DERIVED_HOLD_S:
@@ -201,17 +199,3 @@ class Incidents:
 
 def _round(v: float) -> float:
     return round(v, 6) if abs(v) < 1 else round(v, 2)
-
-
-def _retries_rising(s: ModelSeries | None) -> bool:
-    """Are the series' retries rising too? Then its errors are a retry storm's failed first attempts.
-
-    Every retried request failed first, so a storm moves the error share as
-    much as the retry share, and either test may cross first. The page is
-    named for the retries, which are what costs money (each one is billed
-    again): the error shift waits as a derived metric does, and merges into
-    the retry storm's record when that fires.
-    """
-    if s is None:
-        return False
-    return any(m.metric == "retry_rate" and m.model.score() >= LEANING for m in s.per_minute)
