@@ -30,6 +30,7 @@ import faust
 
 from detector.engine_state import group_key
 from detector.events import Decoder, Event
+from streams.admit import RESEEK_EVERY_S, Admitter
 from streams.codecs import (
     CodecError,
     Origin,
@@ -126,13 +127,15 @@ def attach_agents(
     """Register the decode and detect agents on ``app``; ``runner`` reads state through ``table``."""
     take = (settings.batch_max, settings.batch_within_s)
     usage_topic = settings.usage_topic
+    admit = Admitter(app, lambda why: metrics.out_of_order.labels(why).inc(),
+                     topics=(usage_topic, topics.by_key.get_topic_name()))
 
     @app.agent(topics.usage, name="spendwatch-decode")
     async def decode_agent(stream: faust.StreamT) -> None:
         await _declare(topics)
         async for batch in stream.take_events(*take):
             async with or_exit("decode"):
-                messages = [(progress.read(e.message), e.value) for e in batch]
+                messages = [(progress.read(e.message), e.value) for e in batch if await admit.take(e)]
                 by_key, letters = decode.split(messages)
                 sends = [
                     await topics.by_key.send(value=message, partition=partition)
@@ -149,6 +152,8 @@ def attach_agents(
             async with or_exit("detect"):
                 keyed, letters = [], []
                 for e in batch:
+                    if not await admit.take(e):
+                        continue
                     origin = progress.read(e.message)
                     try:
                         for key, segments in decode_keyed(e.value):
@@ -172,8 +177,13 @@ def attach_agents(
                     table[key] = value
                 await table.written()  # and the batch is acknowledged only once its state is there too
 
+    @app.timer(RESEEK_EVERY_S)
+    async def reseek() -> None:
+        await admit.reseek()
+
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        admit.forget(revoked)
         mine = {tp.partition for tp in revoked if tp.topic == topics.by_key.get_topic_name()}
         if mine:
             runner.revoke(mine)
