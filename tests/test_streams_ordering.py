@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections import namedtuple
 from types import SimpleNamespace
+from typing import Any
 
 from streams.admit import Admitter
 from streams.ordering import PATIENCE_S, SEEK_AGAIN_S, InOrder, Verdict
@@ -65,12 +67,22 @@ def test_a_revoked_partition_starts_again_from_the_committed_offset():
     assert taken(order, "p", [6, 7, 8]) == [6, 7, 8]
 
 
-class FakeConsumer:
-    """Just what Admitter reads of faust's consumer: committed offsets, and seeks it asks for."""
+Tp = namedtuple("Tp", "topic partition")
 
-    def __init__(self, committed: dict[str, int]) -> None:
+
+class FakeConsumer:
+    """Just what Admitter reads of faust's consumer: committed offsets, assignment, end offsets; seeks asked for."""
+
+    def __init__(self, committed: dict[Any, int], ends: dict[Any, int] | None = None) -> None:
         self._committed_offset = committed
-        self.seeks: list[tuple[str, int]] = []
+        self.ends = ends or {}
+        self.seeks: list[tuple[Any, int]] = []
+
+    def assignment(self) -> set[Any]:
+        return set(self.ends)
+
+    def highwater(self, tp: Any) -> int:
+        return self.ends[tp]
 
     async def seek_wait(self, partitions: dict[str, int]) -> None:
         self.seeks += partitions.items()
@@ -116,3 +128,24 @@ def test_a_first_message_mid_rebalance_waits_for_the_committed_offset():
         return [first, await admit.take(event("usage/1", 62))]
 
     assert asyncio.run(scenario()) == [False, True]
+
+
+def test_a_partition_gone_silent_with_messages_waiting_is_sought_to_where_it_stopped(monkeypatch):
+    """What faust did once: its read offset ran ahead, and the fetched messages below it were dropped."""
+    tp = Tp("spendwatch.usage", 0)
+    other = Tp("elsewhere", 0)
+    consumer = FakeConsumer({tp: 62}, ends={tp: 98, other: 5})
+    app = SimpleNamespace(rebalancing=False, consumer=consumer)
+    clock = [0.0]
+    admit = Admitter(app, lambda why: None, topics=["spendwatch.usage"])  # type: ignore[arg-type]
+    admit.order = InOrder(start_of=admit.order._start_of, clock=lambda: clock[0])
+
+    async def scenario() -> None:
+        assert await admit.take(SimpleNamespace(message=SimpleNamespace(tp=tp, offset=62)))
+        await admit.reseek()
+        clock[0] = 60.0
+        await admit.reseek()
+        await asyncio.sleep(0.01)
+
+    asyncio.run(scenario())
+    assert consumer.seeks == [(tp, 63)]  # not the topic it does not read
