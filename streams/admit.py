@@ -37,7 +37,7 @@ class Admitter:
     def __init__(self, app: faust.App, count: Callable[[str], None], topics: Iterable[str] = ()) -> None:
         self.app = app
         self.topics = frozenset(topics)  # whose partitions the timer watches for going silent
-        self.count = count  # a dropped message, by why: repeat, early
+        self.count = count  # a dropped message or a silent partition, by why: repeat, early, silent
         self.order = InOrder(start_of=self._committed)
         self._seeking: dict[Any, asyncio.Future[None]] = {}
 
@@ -53,6 +53,17 @@ class Admitter:
         if admission.seek_to is not None:
             self._seek_soon(message.tp, admission.seek_to)
         return False
+
+    def watch(self) -> None:
+        """Register on the app what keeps the gate going: the timer that seeks again, forgetting revoked partitions."""
+
+        @self.app.timer(RESEEK_EVERY_S)
+        async def reseek() -> None:
+            await self.reseek()
+
+        @self.app.on_partitions_revoked.connect
+        async def forget_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+            self.forget(revoked)
 
     async def reseek(self) -> None:
         """Ask again for the partitions still waiting for an offset, and wake silent ones (run on a timer)."""

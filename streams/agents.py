@@ -30,7 +30,7 @@ import faust
 
 from detector.engine_state import group_key
 from detector.events import Decoder, Event
-from streams.admit import RESEEK_EVERY_S, Admitter
+from streams.admit import Admitter
 from streams.codecs import (
     CodecError,
     Origin,
@@ -129,6 +129,7 @@ def attach_agents(
     usage_topic = settings.usage_topic
     admit = Admitter(app, lambda why: metrics.out_of_order.labels(why).inc(),
                      topics=(usage_topic, topics.by_key.get_topic_name()))
+    admit.watch()
 
     @app.agent(topics.usage, name="spendwatch-decode")
     async def decode_agent(stream: faust.StreamT) -> None:
@@ -177,13 +178,8 @@ def attach_agents(
                     table[key] = value
                 await table.written()  # and the batch is acknowledged only once its state is there too
 
-    @app.timer(RESEEK_EVERY_S)
-    async def reseek() -> None:
-        await admit.reseek()
-
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
-        admit.forget(revoked)
         mine = {tp.partition for tp in revoked if tp.topic == topics.by_key.get_topic_name()}
         if mine:
             runner.revoke(mine)

@@ -43,7 +43,7 @@ from detector.events import Decoder
 from detector.history import HistoryStore, HistoryWriter
 from detector.pricing import PriceTable
 from detector.rules import RuleSet
-from streams.admit import RESEEK_EVERY_S, Admitter
+from streams.admit import Admitter
 from streams.agents import or_exit
 from streams.app import faust_options
 from streams.sink_core import (
@@ -144,6 +144,7 @@ def build_sink_app(settings: SinkSettings, clock: Callable[[], float] = time.tim
     counted = CountedCore(core, metrics)
     admit = Admitter(app, lambda why: metrics.out_of_order.labels(why).inc(),
                      topics=(settings.usage_topic, settings.anomalies_topic))
+    admit.watch()
 
     @app.agent(anomalies, name="spendwatch-sink-anomalies")
     async def anomalies_agent(stream: faust.StreamT) -> None:
@@ -158,14 +159,6 @@ def build_sink_app(settings: SinkSettings, clock: Callable[[], float] = time.tim
                 messages = [(e.message.topic, e.message.partition, e.message.offset, e.value) for e in batch
                             if await admit.take(e)]
                 await thread.run(counted.take_usage, messages)
-
-    @app.timer(RESEEK_EVERY_S)
-    async def reseek() -> None:
-        await admit.reseek()
-
-    @app.on_partitions_revoked.connect
-    async def forget_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
-        admit.forget(revoked)
 
     @app.timer(DELIVER_EVERY_S)
     async def deliver_due() -> None:

@@ -35,6 +35,15 @@ class Registered:
         return generate_latest(self.registry)
 
 
+def out_of_order_counter(name: str, registry: CollectorRegistry) -> Counter:
+    """What :class:`streams.admit.Admitter` drops or seeks again, by why: the worker's and the sink's alike."""
+    return Counter(
+        name,
+        "messages dropped because the consumer handed them over out of turn (they come again in order), "
+        "by why: repeat, early, silent (a partition sought again)", ["why"], registry=registry,
+    )
+
+
 class Metrics(Registered):
     """Every figure the worker exposes, named ``spendwatch_*``.
 
@@ -58,11 +67,7 @@ class Metrics(Registered):
             "spendwatch_events_redelivered", "events skipped because their state already holds them", registry=r
         )
         self.anomalies = Counter("spendwatch_anomalies", "anomaly records sent, by status", ["status"], registry=r)
-        self.out_of_order = Counter(
-            "spendwatch_messages_out_of_order",
-            "messages dropped because the consumer handed them over out of turn (they come again in order), "
-            "by why: repeat, early, silent (a partition sought again)", ["why"], registry=r,
-        )
+        self.out_of_order = out_of_order_counter("spendwatch_messages_out_of_order", r)
         self.latency = Histogram(
             "spendwatch_batch_processing_seconds", "time to process one batch of keyed events",
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
@@ -93,11 +98,7 @@ class SinkMetrics(Registered):
         super().__init__()
         r = self.registry
         self.records = Counter("spendwatch_sink_records", "anomaly records taken, by status", ["status"], registry=r)
-        self.out_of_order = Counter(
-            "spendwatch_sink_messages_out_of_order",
-            "messages dropped because the consumer handed them over out of turn (they come again in order), "
-            "by why: repeat, early, silent (a partition sought again)", ["why"], registry=r,
-        )
+        self.out_of_order = out_of_order_counter("spendwatch_sink_messages_out_of_order", r)
         self.repeats = Counter(
             "spendwatch_sink_records_repeated", "anomaly records skipped as already taken (same id and status)",
             registry=r,
