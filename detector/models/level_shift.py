@@ -35,12 +35,51 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+from detector.models.level_baseline import (
+    close_warmup_minute,
+    follow_baseline,
+    learn_request,
+)
+from detector.models.level_run import extend_run
+from detector.models.level_state import (
+    HELD_SINCE,
+    LEARNING,
+    LIM,
+    M_FIRST,
+    M_N,
+    M_RAW,
+    M_SQ,
+    M_SUM,
+    MEAN,
+    MINUTE,
+    MINUTES,
+    NUMBERS,
+    S_BACK,
+    S_DN,
+    S_UP,
+    SHIFT_DIR,
+    SHIFT_MEAN,
+    SHIFT_N,
+    SHIFT_ONSET,
+    SHIFTED,
+    SHIFTED_AT,
+    STATE_VERSION,
+    VAR,
+    WATCHING,
+    LevelConfig,
+    N,
+)
+from detector.models.level_verdict import START_OVER, Shift, follow, judge
+from detector.models.level_wander import (
+    TAU2_FLOOR,
+    WANDER_BELOW,
+    floored_tau2,
+    learn_wander,
+)
+from detector.models.level_wander import persistence as wander_persistence
 from detector.models.state import (
-    Packed,
-    grow_run,
     number,
     packed_state,
     restore_packed,
@@ -48,74 +87,7 @@ from detector.models.state import (
     shared,
 )
 
-LEARNING, WATCHING, SHIFTED = "learning", "watching", "shifted"
-STATE_VERSION = 5
-TAU2_FLOOR = 0.05**2  # minute-to-minute wandering assumed even when none is seen
-TAU2_N = 8.0  # a minute of this many requests teaches the wandering at half the full rate: a minute of
-# one or two requests says little about it (its mean's spread is mostly their own), so it moves the estimate less
 _log1p = math.log1p
-SHIFT_MEMORY = 500  # requests that the level of an ongoing shift is averaged over
-HALF_LIFE_MINUTES = 24 * 60  # the baseline forgets by event time too, so slow series follow slow drift
-MIN_HALF_LIFE_MINUTES = 120  # ... but never faster than this, so a busy series cannot absorb a shift in minutes
-_FLOOR_1, _KEEP_1 = 0.5 ** (1 / MIN_HALF_LIFE_MINUTES), 0.5 ** (1 / HALF_LIFE_MINUTES)  # what a minute forgets
-TRACK_STEP = 1 - 0.5 ** (1 / 60)  # a shifted level follows the data with a half-life of an hour at most
-EFFECT_Z = 1.5  # the effect must matter at its lower bound of about 87 % confidence
-HOLD_S = 3600.0  # longest an undecided shift waits at the threshold for more evidence
-WANDER_BELOW = 0.25  # share of the threshold either CUSUM must stay under for a minute to teach the wander
-
-
-@dataclass(frozen=True, slots=True)
-class Shift:
-    """What the model concluded: direction, onset, and effect in raw units."""
-
-    direction: int  # +1 up, -1 down
-    onset_ts: float
-    observed_median: float
-    baseline_median: float
-    observed_mean: float
-    baseline_mean: float
-    requests: int
-
-    @property
-    def ratio(self) -> float:
-        return self.observed_median / self.baseline_median if self.baseline_median > 0 else math.inf
-
-
-@dataclass(frozen=True, slots=True)
-class LevelConfig:
-    """A level-shift test's parameters: one instance shared by every series with the same ones."""
-
-    warmup: int = 200
-    warmup_minutes: int = 30
-    delta: float = math.log(1.6)
-    h: float = 14.0
-    clip: float = 3.0
-    half_life: float = 5000.0
-    min_ratio: float = 1.3
-    min_run: int = 10
-    alpha: float = field(init=False)  # per request, from half_life
-    worth: float = field(init=False)  # log(min_ratio): the smallest effect that matters, in log units
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "alpha", 1.0 - 0.5 ** (1.0 / self.half_life))
-        object.__setattr__(self, "worth", math.log(self.min_ratio))
-
-
-# The numbers of a LogLevelShift, one double each (see detector.models.state).
-NUMBERS = Packed(
-    (
-        "n", "minutes", "mean", "var", "tau2", "zz", "zlag", "z_prev", "prev_minute", "lim", "last_close",
-        "minute", "m_first", "m_n", "m_sum", "m_sq", "m_raw", "s_up", "s_dn", "held_since",
-        "shift_dir", "shift_onset", "shift_n", "shift_mean", "s_back", "shifted_at",
-    ),
-    ints=("n", "minutes", "prev_minute", "last_close", "minute", "m_n", "shift_dir", "shift_n"),
-)  # fmt: skip
-(
-    N, MINUTES, MEAN, VAR, TAU2, ZZ, ZLAG, Z_PREV, PREV_MINUTE, LIM, LAST_CLOSE,
-    MINUTE, M_FIRST, M_N, M_SUM, M_SQ, M_RAW, S_UP, S_DN, HELD_SINCE,
-    SHIFT_DIR, SHIFT_ONSET, SHIFT_N, SHIFT_MEAN, S_BACK, SHIFTED_AT,
-) = range(len(NUMBERS))  # fmt: skip
-NUMBERS.check(globals())
 _M_END, _NO_SUMS = M_RAW + 1, array("d", (0.0, 0.0, 0.0, 0.0))  # the open minute's sums, m_n … m_raw, emptied
 
 
@@ -138,9 +110,12 @@ class LogLevelShift:
     ('shifted', True, True)
 
     The numbers live in one array of doubles (``a``, indexed by the
-    constants above) and the parameters in a :class:`LevelConfig` shared
-    with every series built alike: the engine keeps three of these per
-    series.
+    constants of :mod:`~detector.models.level_state`) and the parameters in
+    a :class:`LevelConfig` shared with every series built alike: the engine
+    keeps three of these per series. The baseline, the wander, the CUSUM
+    runs and the verdict on a shift each have a module of their own
+    (``level_baseline``, ``level_wander``, ``level_run``, ``level_verdict``);
+    this class holds the open minute, the two CUSUMs and the phase.
     """
 
     __slots__ = ("a", "config", "dn", "phase", "up")
@@ -187,7 +162,7 @@ class LogLevelShift:
             a[MINUTE], a[M_FIRST], a[M_N], a[M_SUM], a[M_SQ], a[M_RAW] = minute, ts, 0, 0.0, 0.0, 0.0
         a[N] += 1
         if self.phase == LEARNING:
-            self._learn(x)
+            learn_request(a, x)
             return
         # Winsorised around the level being tested: the baseline while watching,
         # the shifted level while in a shift, so one failed request's empty
@@ -229,7 +204,7 @@ class LogLevelShift:
                 a[M_N], a[M_SUM], a[M_SQ], a[M_RAW] = 0, 0.0, 0.0, 0.0
             for value in values:
                 a[N] += 1
-                self._learn(_log1p(value))
+                learn_request(a, _log1p(value))
             return
         center = a[SHIFT_MEAN] if self.phase == SHIFTED else a[MEAN]
         lim = a[LIM]
@@ -294,20 +269,12 @@ class LogLevelShift:
     def _evidence(self, n: float) -> tuple[float, float]:
         """The open minute's mean deviation, and its variance: its requests' own spread plus the wandering."""
         a = self.a
-        return a[M_SUM] / n, a[VAR] / n + self.tau2 * self.persistence()
+        return a[M_SUM] / n, a[VAR] / n + floored_tau2(a) * wander_persistence(a)
 
     def _cusums(self, dev: float, v: float) -> tuple[float, float]:
         """Both CUSUMs with a minute of mean deviation ``dev`` and variance ``v`` added (not yet floored at 0)."""
         a, d = self.a, self.config.delta
         return a[S_UP] + d / v * (dev - d / 2), a[S_DN] + d / v * (-dev - d / 2)
-
-    def _learn(self, x: float) -> None:
-        a = self.a
-        delta = x - a[MEAN]
-        a[MEAN] += delta / a[N]
-        a[VAR] += delta * (x - a[MEAN])
-        a[M_N] += 1
-        a[M_RAW] += x
 
     def _close_minute(self, ts: float) -> None:
         """Judge the minute that just ended as one piece of evidence; ``ts`` is now."""
@@ -317,12 +284,14 @@ class LogLevelShift:
         a[MINUTES] += 1
         n = a[M_N]
         if self.phase == LEARNING:
-            self._learn_minute()
+            if close_warmup_minute(a, c):
+                self.phase = WATCHING
             return
-        var, tau2 = a[VAR], a[TAU2]
+        var = a[VAR]
         dev, v = self._evidence(n)
         if self.phase == SHIFTED:
-            self._track_shift(a[SHIFT_MEAN] + dev, v)
+            if follow(a, c, a[SHIFT_MEAN] + dev, v):
+                self._end_shift()
             return
         h = c.h
         s_up, s_dn = self._cusums(dev, v)
@@ -330,148 +299,31 @@ class LogLevelShift:
         a[S_UP] = s_up = s_up if s_up > 0.0 else 0.0
         a[S_DN] = s_dn = s_dn if s_dn > 0.0 else 0.0
         first, raw = a[M_FIRST], a[M_RAW]
-        up = self.up = _extend(self.up, s_up, first, n, raw)
-        dn = self.dn = _extend(self.dn, s_dn, first, n, raw)
+        up = self.up = extend_run(self.up, s_up, first, n, raw)
+        dn = self.dn = extend_run(self.dn, s_dn, first, n, raw)
         calm = s_up < h / 2 and s_dn < h / 2
         if s_up < h * WANDER_BELOW and s_dn < h * WANDER_BELOW:
             # The wander is learned only while neither test leans: a shift still building its
             # evidence would otherwise teach the model that minutes stray that far, and the test
             # would grow blunter the longer the shift lasts.
-            excess = dev * dev - var / n
-            a[TAU2] = tau2 + 0.01 * n / (n + TAU2_N) * (excess - tau2)
-            self._learn_persistence(dev / math.sqrt(var / n + self.tau2), 0.02)
-        # Forget n requests' worth (but no more than two hours' worth), or the
-        # time since the last minute if that is more (half-lives: `half_life`
-        # requests bounded below by two hours, a day); ten times slower while a
-        # shift is suspected, so the baseline neither swallows an incident nor
-        # stays frozen for hours on a slow series whose evidence dawdles.
-        minute, last = a[MINUTE], a[LAST_CLOSE]
-        gap = minute - last if last else 1
-        a[LAST_CLOSE] = minute
-        floor, by_time = (_FLOOR_1, _KEEP_1) if gap == 1 else (0.5 ** (gap / MIN_HALF_LIFE_MINUTES),
-                                                               0.5 ** (gap / HALF_LIFE_MINUTES))
-        by_requests = (1.0 - c.alpha) ** n
-        by_requests = floor if floor > by_requests else by_requests
-        keep = by_time if by_time < by_requests else by_requests
-        w = (1.0 - keep) * (1.0 if calm else 0.1)
-        a[MEAN] += w * dev
-        a[VAR] = var = var + w * (a[M_SQ] / n - var)
-        a[LIM] = c.clip * math.sqrt(var)
+            learn_wander(a, dev, var, n)
+        follow_baseline(a, c, dev, var, n, calm)  # (ten times slower unless calm)
         if s_up >= h and up is not None and sum(up[1::4]) >= c.min_run:
             self._maybe_shift(+1, up, ts)
         elif s_dn >= h and dn is not None and sum(dn[1::4]) >= c.min_run:
             self._maybe_shift(-1, dn, ts)
 
-    def _learn_minute(self) -> None:
-        """During warm-up, learn τ² from how far each minute's mean strays."""
-        a, c = self.a, self.config
-        mean_so_far = a[MEAN]
-        dev = a[M_RAW] / a[M_N] - mean_so_far
-        var = a[VAR] / max(a[N] - 1, 1)
-        minutes = a[MINUTES]
-        if minutes > 1:
-            excess = dev * dev - var / a[M_N]
-            a[TAU2] += (excess - a[TAU2]) / minutes
-            self._learn_persistence(dev / math.sqrt(var / a[M_N] + self.tau2), 1 / minutes)
-        if a[N] >= c.warmup and minutes >= c.warmup_minutes:
-            a[VAR] = max(var, 1e-4)
-            a[LIM] = c.clip * math.sqrt(a[VAR])
-            self.phase = WATCHING
-
-    def _onset(self, direction: int, run: array[float]) -> tuple[float, int, float, float]:
-        """Where in the run the shift most likely began: (onset ts, requests, sum of logs, minutes).
-
-        The CUSUM's run often starts a minute or two early, on baseline
-        minutes that happened to lean the same way; counting them would
-        understate the change. The split that maximises the evidence for a
-        shift of the run's direction is the maximum-likelihood change point.
-        """
-        a = self.a
-        var, mean = a[VAR], a[MEAN]
-        inflation = self.tau2 * self.persistence()
-        best, best_score = 0, -math.inf
-        sum_we = sum_w = 0.0
-        for i in range(len(run) - 4, -4, -4):
-            n, raw, minutes = run[i + 1], run[i + 2], run[i + 3]
-            w = 1.0 / (var / n + inflation / minutes)
-            sum_we += w * direction * (raw / n - mean)
-            sum_w += w
-            score = sum_we * abs(sum_we) / sum_w
-            if score > best_score:
-                best, best_score = i, score
-        tail = run[best:]
-        return tail[0], int(sum(tail[1::4])), sum(tail[2::4]), sum(tail[3::4])
-
-    def _learn_persistence(self, z: float, rate: float) -> None:
-        """Learn how much one minute's deviation carries into the next (lag-1 correlation)."""
-        a = self.a
-        minute = a[MINUTE]
-        if minute == a[PREV_MINUTE] + 1:
-            zlag, zz = a[ZLAG], a[ZZ]
-            a[ZLAG] = zlag + rate * (z * a[Z_PREV] - zlag)
-            a[ZZ] = zz + rate * (z * z - zz)
-        a[Z_PREV], a[PREV_MINUTE] = z, minute
-
     def persistence(self) -> float:
         """Variance inflation of a run of minutes when the wandering persists (AR(1): (1+ρ)/(1-ρ))."""
-        a = self.a
-        zz = a[ZZ]
-        if zz > 0:
-            rho = a[ZLAG] / zz
-            rho = 0.0 if 0.0 > rho else rho
-            rho = 0.9 if 0.9 < rho else rho
-        else:
-            rho = 0.0
-        return (1 + rho) / (1 - rho)
+        return wander_persistence(self.a)
 
     def _maybe_shift(self, direction: int, run: array[float], ts: float) -> None:
-        a, c = self.a, self.config
-        onset, n, total, minutes = self._onset(direction, run)
-        effect = total / n - a[MEAN]
-        # The run that crossed the threshold overstates the effect (the test
-        # stopped when evidence peaked), so judge its size by a confidence band.
-        margin = EFFECT_Z * math.sqrt(a[VAR] / n + self.tau2 * self.persistence() / max(minutes, 1.0))
-        size, worth = direction * effect, c.worth
-        if size - margin >= worth:
+        """Judge a run that crossed the threshold (see :func:`~detector.models.level_verdict.judge`)."""
+        verdict = judge(self.a, self.config, direction, run, ts)
+        if verdict == SHIFTED:
             self.phase = SHIFTED
-            a[SHIFT_DIR], a[SHIFT_ONSET], a[SHIFT_N] = direction, onset, n
-            a[SHIFT_MEAN], a[S_BACK], a[SHIFTED_AT] = a[MEAN] + effect, 0.0, ts
-        elif size + margin < worth:
-            # Real but surely too small to matter: the baseline takes it.
-            a[MEAN] += effect
+        elif verdict == START_OVER:
             self._reset_cusum()
-        elif not a[HELD_SINCE] or ts - a[HELD_SINCE] < HOLD_S:
-            # Too early to tell whether it matters: hold at the threshold and
-            # judge again next minute, with more requests behind the estimate.
-            a[HELD_SINCE] = a[HELD_SINCE] or ts
-            if direction > 0:
-                a[S_UP] = c.h
-            else:
-                a[S_DN] = c.h
-        else:
-            # Still undecided after an hour: start over, and let the baseline
-            # learn again, rather than test the same run forever.
-            self._reset_cusum()
-
-    def _track_shift(self, level: float, v: float) -> None:
-        """Follow the shifted level; return to watching once the evidence says it is gone."""
-        a, c = self.a, self.config
-        n = a[M_N]
-        a[SHIFT_N] += n
-        # A running mean at first, then an exponential one over the last
-        # ~SHIFT_MEMORY requests: steady at low rates, quick at high ones; but
-        # never slower than an hour's half-life, or a slow series would keep
-        # an incident open for half a day after it ended, hiding the next one.
-        step = min(n / min(a[SHIFT_N], SHIFT_MEMORY), 1.0)
-        a[SHIFT_MEAN] += (step if step > TRACK_STEP else TRACK_STEP) * (level - a[SHIFT_MEAN])
-        back = a[MEAN] - a[SHIFT_MEAN]  # the move that would undo the shift
-        if abs(back) < c.worth / 2:
-            self._end_shift()
-            return
-        # LLR of "back at baseline" against "still at the shifted level".
-        a[S_BACK] = max(0.0, a[S_BACK] + back / v * (level - a[SHIFT_MEAN] - back / 2))
-        if a[S_BACK] >= c.h:
-            self._end_shift()
 
     def _end_shift(self) -> None:
         self.phase = WATCHING
@@ -504,8 +356,7 @@ class LogLevelShift:
     @property
     def tau2(self) -> float:
         """Learned variance of the minute-to-minute wandering of the level (at least ``TAU2_FLOOR``)."""
-        tau2 = self.a[TAU2]
-        return tau2 if tau2 > TAU2_FLOOR else TAU2_FLOOR
+        return floored_tau2(self.a)
     shifted_at = number(SHIFTED_AT, "Event time the current shift was declared.")
 
     @property
@@ -542,19 +393,4 @@ class LogLevelShift:
         model = restore_packed(cls, LevelConfig, NUMBERS, state, STATE_VERSION)
         model.up, model.dn = saved_run(state["up"]), saved_run(state["dn"])
         return model
-
-
-RUN_MINUTES = 8  # minutes a run keeps apart; older ones are merged into its first entry
-
-
-def _extend(run: array[float] | None, s: float, first_ts: float, n: float, raw_sum: float) -> array[float] | None:
-    """The run grown by a minute while its CUSUM is positive; none once it falls to zero.
-
-    A run that ends is dropped rather than emptied: most of the time most
-    runs are at zero, and an empty array still costs its header.
-    """
-    if s <= 0.0:
-        return None
-    return grow_run(run, (first_ts, n, raw_sum, 1.0), RUN_MINUTES)
-
 

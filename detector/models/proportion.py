@@ -46,11 +46,41 @@ from __future__ import annotations
 
 import math
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from detector.models.binomial import bb_llr, llr, odds_times, overdispersion, wilson
+from detector.models.share_state import (
+    HS,
+    LEARNING,
+    M_FIRST,
+    M_K,
+    M_N,
+    MINUTE,
+    MINUTES,
+    NS,
+    NUMBERS,
+    S_BACK,
+    S_BIG,
+    S_DN,
+    S_UP,
+    SHIFT_DIR,
+    SHIFT_K,
+    SHIFT_N,
+    SHIFT_ONSET,
+    SHIFTED,
+    SHIFTED_AT,
+    SK,
+    SKK,
+    SKN,
+    SN,
+    SNN,
+    STATE_VERSION,
+    TRIALS,
+    WATCHING,
+    ShareConfig,
+)
 from detector.models.state import (
-    Packed,
     grow_run,
     number,
     packed_state,
@@ -59,12 +89,9 @@ from detector.models.state import (
     shared,
 )
 
-LEARNING, WATCHING, SHIFTED = "learning", "watching", "shifted"
-STATE_VERSION = 3
 RUN_MINUTES = 8  # active minutes a run keeps apart; older ones merge into its first entry
 TRACK_DECAY = 0.9  # per active minute: how fast the shifted share follows the data
 CLIP = 4.0  # standard deviations at which a minute's hits are winsorised before they are learned
-RHO_MAX = 0.95
 BIG = 3.0  # the second upward test looks for a change this many times larger (ratio and delta)
 BELOW_ALARM = 0.999  # score() ceiling outside an alarm: suspicion is not an alarm
 
@@ -85,43 +112,6 @@ class ShareShift:
         return self.observed_share / self.baseline_share if self.baseline_share > 0 else math.inf
 
 
-@dataclass(frozen=True, slots=True)
-class ShareConfig:
-    """A share test's parameters: one instance shared by every series with the same ones."""
-
-    ratio_above: float | None = 5.0
-    ratio_below: float | None = None
-    min_delta: float = 0.05
-    min_ratio: float = 2.0
-    h: float = 12.0
-    z: float = 2.0
-    warmup: int = 200
-    warmup_minutes: int = 30
-    half_life: float = 1000.0
-    alpha: float = field(init=False)  # per minute with trials, from half_life
-
-    def __post_init__(self) -> None:
-        if self.ratio_above is not None and self.ratio_above <= 1:
-            raise ValueError(f"ProportionShift ratio_above: expected > 1 or None, got {self.ratio_above!r}")
-        if self.ratio_below is not None and not 0 < self.ratio_below < 1:
-            raise ValueError(f"ProportionShift ratio_below: expected in (0, 1) or None, got {self.ratio_below!r}")
-        object.__setattr__(self, "alpha", 1.0 - 0.5 ** (1.0 / self.half_life))
-
-
-# The numbers of a ProportionShift, one double each (see detector.models.state). sk … snn: sums over
-# minutes of k, n, k², k·n, n² (plain in warm-up, then exponentially weighted).
-NUMBERS = Packed(
-    (
-        "trials", "minutes", "sk", "sn", "skk", "skn", "snn", "minute", "m_first", "m_k", "m_n", "s_up", "s_dn",
-        "shift_dir", "shift_onset", "shift_n", "shift_k", "hs", "ns", "s_back", "shifted_at", "s_big",
-    ),
-    ints=("trials", "minutes", "minute", "m_k", "m_n", "shift_dir", "shift_n", "shift_k"),
-)  # fmt: skip
-(
-    TRIALS, MINUTES, SK, SN, SKK, SKN, SNN, MINUTE, M_FIRST, M_K, M_N, S_UP, S_DN,
-    SHIFT_DIR, SHIFT_ONSET, SHIFT_N, SHIFT_K, HS, NS, S_BACK, SHIFTED_AT, S_BIG,
-) = range(len(NUMBERS))  # fmt: skip
-NUMBERS.check(globals())
 _COUNTS_END, _NO_COUNTS = M_N + 1, array("d", (0.0, 0.0))  # the open minute's m_k, m_n, emptied
 
 
@@ -215,13 +205,13 @@ class ProportionShift:
         # (Comparisons written out rather than max(): the same values, a call less each.)
         s_big = a[S_BIG]
         if up is not None:
-            s_up += _bb_llr(k, n, up, p0, rho)
+            s_up += bb_llr(k, n, up, p0, rho)
             a[S_UP] = s_up = s_up if s_up > 0.0 else 0.0
-            s_big += _bb_llr(k, n, self._big(p0, up), p0, rho)
+            s_big += bb_llr(k, n, self._big(p0, up), p0, rho)
             a[S_BIG] = s_big = s_big if s_big > 0.0 else 0.0
             s_up = s_big if s_big > s_up else s_up  # the bank of two: either may raise the alarm
         if down is not None:
-            s_dn += _bb_llr(k, n, down, p0, rho)
+            s_dn += bb_llr(k, n, down, p0, rho)
             a[S_DN] = s_dn = s_dn if s_dn > 0.0 else 0.0
         if s_up > 0 or s_dn > 0:
             self._extend(n, k)
@@ -262,11 +252,11 @@ class ProportionShift:
         p0, d = self.baseline_share, c.min_delta
         up = down = None
         if c.ratio_above is not None:
-            up, least = _odds_times(p0, c.ratio_above), p0 + d  # (bounds by comparisons: no calls)
+            up, least = odds_times(p0, c.ratio_above), p0 + d  # (bounds by comparisons: no calls)
             up = least if least > up else up
             up = 1.0 - 1e-6 if 1.0 - 1e-6 < up else up
         if c.ratio_below is not None:
-            down = min(_odds_times(p0, c.ratio_below), p0 - d)
+            down = min(odds_times(p0, c.ratio_below), p0 - d)
             down = down if down > 0 else None
         return up, down
 
@@ -280,7 +270,7 @@ class ProportionShift:
         large ones at their own pace and still the moderate ones at theirs.
         """
         c = self.config
-        big = _odds_times(p0, (c.ratio_above or 1.0) * BIG)
+        big = odds_times(p0, (c.ratio_above or 1.0) * BIG)
         least = p0 + BIG * c.min_delta
         big = least if least > big else big
         big = 1.0 - 1e-6 if 1.0 - 1e-6 < big else big
@@ -301,7 +291,7 @@ class ProportionShift:
             n, k, m = n + int(run[i + 1]), k + int(run[i + 2]), m + int(run[i + 3])
             if direction * (k / n - p0) <= 0:
                 continue
-            score = _llr(k, n, k / n, p0) / (1.0 + (n / m - 1.0) * rho)
+            score = llr(k, n, k / n, p0) / (1.0 + (n / m - 1.0) * rho)
             if score > best_score:
                 best, best_score = (run[i], n, k, m), score
         return best
@@ -312,7 +302,7 @@ class ProportionShift:
         p0 = self.baseline_share
         phi = 1.0 + (n / minutes - 1.0) * self.rho
         # The run that crossed h overstates the effect, so judge it at its confidence bound.
-        bound = _wilson(k / phi, n / phi, -direction * self.config.z)
+        bound = wilson(k / phi, n / phi, -direction * self.config.z)
         if self._material(direction, k / n, p0, 1.0) and not self._material(direction, bound, p0, 1.0):
             return  # large enough, not yet sure enough: the next minutes will tell
         if self._material(direction, bound, p0, 1.0):
@@ -347,7 +337,7 @@ class ProportionShift:
         # LLR of "back at baseline" against "still at the shift's share since its onset" (a fixed
         # alternative: one that followed the data would chase the return instead of seeing it).
         since = min(max(a[SHIFT_K] / a[SHIFT_N], 1e-9), 1 - 1e-9)
-        a[S_BACK] = max(0.0, a[S_BACK] + _bb_llr(k, n, p0, since, self.rho))
+        a[S_BACK] = max(0.0, a[S_BACK] + bb_llr(k, n, p0, since, self.rho))
         if a[S_BACK] >= self.config.h:
             self._end_shift()
 
@@ -429,63 +419,3 @@ class ProportionShift:
         model = restore_packed(cls, ShareConfig, NUMBERS, state, STATE_VERSION)
         model.run = saved_run(state["run"])
         return model
-
-
-def overdispersion(sk: float, sn: float, skk: float, skn: float, snn: float) -> float:
-    """Beta-binomial ρ by moments from sums over minutes of k, n, k², k·n, n².
-
-    Var(k | n) = n·p(1 − p)·(1 + (n − 1)ρ), so with p = Σk / Σn,
-    ρ = (Σ(k − np)² − p(1 − p)Σn) / (p(1 − p)·Σn(n − 1)), clamped to [0, 1].
-
-    >>> overdispersion(10, 100, 10, 100, 1000)   # ten minutes of 1 hit in 10: too regular
-    0.0
-    >>> overdispersion(10, 100, 100, 100, 1000)  # one minute of 10 in 10, nine of none: capped
-    0.95
-    """
-    if sn <= 0 or snn <= sn:
-        return 0.0
-    p = sk / sn
-    pq = p * (1 - p)
-    if pq <= 0:
-        return 0.0
-    excess = skk - 2 * p * skn + p * p * snn - pq * sn
-    rho = excess / (pq * (snn - sn))
-    rho = 0.0 if 0.0 > rho else rho  # (clamped by comparisons, not min() and max(): the same value, no calls)
-    return RHO_MAX if RHO_MAX < rho else rho
-
-
-def _llr(k: float, n: float, p1: float, p0: float) -> float:
-    """Binomial log-likelihood ratio of share p1 against p0 for k hits in n trials."""
-    hit = k * math.log(p1 / p0) if k > 0 else 0.0
-    return hit + ((n - k) * math.log((1 - p1) / (1 - p0)) if n > k else 0.0)
-
-
-def _bb_llr(k: float, n: float, p1: float, p0: float, rho: float) -> float:
-    """Beta-binomial log-likelihood ratio of share p1 against p0, at intra-minute correlation ρ.
-
-    Where hits come in clumps a lopsided minute is less surprising under
-    either share, so one minute can only say so much however busy it is.
-    """
-    if rho < 1e-9:
-        return _llr(k, n, p1, p0)
-    c = (1.0 - rho) / rho
-    return _log_bb(k, n, p1 * c, (1 - p1) * c) - _log_bb(k, n, p0 * c, (1 - p0) * c)
-
-
-def _log_bb(k: float, n: float, a: float, b: float) -> float:
-    """log P(k | n) under a beta-binomial with Beta(a, b), without the binomial coefficient."""
-    lg = math.lgamma
-    return lg(k + a) + lg(n - k + b) - lg(n + a + b) - lg(a) - lg(b) + lg(a + b)
-
-
-def _odds_times(p: float, r: float) -> float:
-    odds = r * p / (1.0 - p)
-    return odds / (1.0 + odds)
-
-
-def _wilson(k: float, n: float, z: float) -> float:
-    """Wilson score bound for a share: lower for z < 0, upper for z > 0."""
-    p, z2 = k / n, z * z
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return centre + z * half

@@ -1,0 +1,55 @@
+"""What a :class:`~detector.models.level_shift.LogLevelShift` keeps: its parameters, phases and numbers.
+
+The layout of the packed numbers is the saved state's format, so it lives
+here beside its version: the model and the modules that work on its numbers
+(:mod:`~detector.models.level_wander`, :mod:`~detector.models.level_verdict`)
+all index the one array with the constants below, and a change to the
+fields is a change of ``STATE_VERSION``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from detector.models.state import Packed
+
+LEARNING, WATCHING, SHIFTED = "learning", "watching", "shifted"
+STATE_VERSION = 5
+
+
+@dataclass(frozen=True, slots=True)
+class LevelConfig:
+    """A level-shift test's parameters: one instance shared by every series with the same ones."""
+
+    warmup: int = 200
+    warmup_minutes: int = 30
+    delta: float = math.log(1.6)
+    h: float = 14.0
+    clip: float = 3.0
+    half_life: float = 5000.0
+    min_ratio: float = 1.3
+    min_run: int = 10
+    alpha: float = field(init=False)  # per request, from half_life
+    worth: float = field(init=False)  # log(min_ratio): the smallest effect that matters, in log units
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "alpha", 1.0 - 0.5 ** (1.0 / self.half_life))
+        object.__setattr__(self, "worth", math.log(self.min_ratio))
+
+
+# The numbers of a LogLevelShift, one double each (see detector.models.state).
+NUMBERS = Packed(
+    (
+        "n", "minutes", "mean", "var", "tau2", "zz", "zlag", "z_prev", "prev_minute", "lim", "last_close",
+        "minute", "m_first", "m_n", "m_sum", "m_sq", "m_raw", "s_up", "s_dn", "held_since",
+        "shift_dir", "shift_onset", "shift_n", "shift_mean", "s_back", "shifted_at",
+    ),
+    ints=("n", "minutes", "prev_minute", "last_close", "minute", "m_n", "shift_dir", "shift_n"),
+)  # fmt: skip
+(
+    N, MINUTES, MEAN, VAR, TAU2, ZZ, ZLAG, Z_PREV, PREV_MINUTE, LIM, LAST_CLOSE,
+    MINUTE, M_FIRST, M_N, M_SUM, M_SQ, M_RAW, S_UP, S_DN, HELD_SINCE,
+    SHIFT_DIR, SHIFT_ONSET, SHIFT_N, SHIFT_MEAN, S_BACK, SHIFTED_AT,
+) = range(len(NUMBERS))  # fmt: skip
+NUMBERS.check(globals())
