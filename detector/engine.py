@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -44,30 +43,14 @@ from detector.events import Event, GpuSample, LlmRequest, UsageSample
 from detector.findings import MICRO
 from detector.incidents import Incidents
 from detector.ledger import SpendLedger
-from detector.llm_series import (
-    BOOKED_COST,
-    BOOKED_N,
-    BOOKED_UNPRICED,
-    BUF_TS,
-    MONTH_COST,
-    FeatureSeries,
-    ModelSeries,
-    month_of,
-)
+from detector.llm_series import BUF_TS, FeatureSeries, ModelSeries, Months
 from detector.models.level_shift import SHIFTED
 from detector.monitor import monitors_for
 from detector.pricing import PriceTable
 from detector.rules.evaluate import RuleEvaluator
 from detector.rules.records import Loudness
 from detector.rules.ruleset import RuleSet
-from detector.sample_watch import (
-    USAGE_LABELS,
-    SampleSeries,
-    gpu_series,
-    judge,
-    judge_node,
-    usage_series,
-)
+from detector.samples import SampleBook
 from detector.series import labels_of
 
 INPUT, OUTPUT = "input_tokens_per_request", "output_tokens_per_request"
@@ -99,13 +82,11 @@ class Engine:
         self.series: dict[tuple[str | None, ...], ModelSeries] = {}
         self.features: dict[tuple[str | None, str | None], FeatureSeries] = {}
         self.watermark = -math.inf
-        self._month, self._month_start, self._month_end = "", math.inf, -math.inf
+        self._months = Months()
         self._touched: set[str] = set()  # partition keys of samples whose state changed
         self._touched_features: set[tuple[str | None, str | None]] = set()
         self.by_feature = groups_by_feature(rules)
-        # GPUs' and usage lines' series by partition key, then name: saving a key's state reads only its own.
-        self.samples: dict[str, dict[str, SampleSeries]] = {}
-        self._nodes: dict[str, list[SampleSeries]] = {}  # a node's GPUs, which page together
+        self.samples = SampleBook(prices)
         self.incidents = Incidents(prices, self.settings)
         self.evicted = 0
         self.evaluator = self._evaluator(rules)
@@ -138,7 +119,7 @@ class Engine:
     def ledger(self) -> SpendLedger:
         """Spend so far, every open minute included."""
         for s in self.series.values():
-            self._book(s)
+            s.book(self._ledger, self._months)
         return self._ledger
 
     def process(self, ev: Event) -> list[Anomaly]:
@@ -265,9 +246,9 @@ class Engine:
         """JSON-safe state of every series under a partition key (no pickle)."""
         for f in self._features_of(key):
             for s in f.members.values():
-                self._book(s)
+                s.book(self._ledger, self._months)
                 self._feed_requests(s, f, [], None)  # the open minute's values travel in the models' sums
-        samples = {name: s.to_state() for name, s in self.samples.get(key, {}).items()}
+        samples = self.samples.export(key)
         return {"version": 1, "features": export_features(list(self._features_of(key))), "samples": samples}
 
     def import_group(self, key: str, state: dict[str, Any]) -> None:
@@ -277,10 +258,7 @@ class Engine:
             self.features[f.key] = f
             for s in f.members.values():
                 self.series[s.key] = s
-        for name, saved in state.get("samples", {}).items():
-            s = self.samples.setdefault(key, {})[name] = SampleSeries.from_state(saved)
-            if s.metric == "gpu_utilization":
-                self._nodes.setdefault(key, []).append(s)
+        self.samples.restore(key, state.get("samples", {}))
 
     def drop_group(self, key: str) -> None:
         """Forget a partition key's series (its partition moved to another worker)."""
@@ -288,8 +266,7 @@ class Engine:
             for s in f.members.values():
                 self.series.pop(s.key, None)
             del self.features[f.key]
-        self.samples.pop(key, None)
-        self._nodes.pop(key, None)
+        self.samples.drop(key)
 
     def _features_of(self, key: str) -> Iterable[FeatureSeries]:
         """The features under a partition key: one (or none) for a feature's key, all a team's for a team's."""
@@ -344,7 +321,7 @@ class Engine:
         """Drop the least recently seen tenth of the series: bounded memory, counted, never an OOM."""
         n = max(1, int(self.settings.max_series * EVICT_SHARE))
         for s in sorted(self.series.values(), key=lambda s: s.minute)[:n]:
-            self._book(s)  # its spend stays in the ledger; only its models are forgotten
+            s.book(self._ledger, self._months)  # its spend stays in the ledger; only its models are forgotten
             f = self.features[s.key[:2]]
             del f.members[s.key[-1]]
             del self.series[s.key]
@@ -353,23 +330,6 @@ class Engine:
             self.evicted += 1
 
     # -- minutes ------------------------------------------------------------------
-    def _book(self, s: ModelSeries) -> None:
-        """Book what the series' open minute holds beyond what is already booked: its month, the ledger."""
-        a = s.a
-        n0 = int(a[BOOKED_N])
-        if s.n == n0:
-            return
-        cost0, unpriced0 = a[BOOKED_COST], int(a[BOOKED_UNPRICED])
-        ts = s.minute * 60.0
-        if not self._month_start <= ts < self._month_end:
-            self._month, self._month_start, self._month_end = _month_span(ts)
-        if s.month != self._month:
-            s.month, a[MONTH_COST] = self._month, 0.0
-        a[MONTH_COST] += s.cost - cost0
-        team, _, model = s.key
-        self._ledger.add_requests(s.category, team, model or "", s.n - n0, s.cost - cost0, s.unpriced - unpriced0)
-        a[BOOKED_N], a[BOOKED_COST], a[BOOKED_UNPRICED] = s.n, s.cost, s.unpriced
-
     def _close_minute(self, s: ModelSeries, f: FeatureSeries, out: list[Anomaly], now: float | None) -> None:
         """Judge the series' minute that ended: its shares, its profiles, its spend, and (at ``now``,
         the first event of a later minute) its per-request distributions."""
@@ -377,7 +337,7 @@ class Engine:
             self._feed_requests(s, f, out, now)
         if not s.n:
             return
-        self._book(s)
+        s.book(self._ledger, self._months)
         minute, ts = s.minute, s.minute * 60.0
         values = s.minute_values()
         s.add_minute(minute, values, baseline=f.incident is None)
@@ -444,51 +404,14 @@ class Engine:
         f.n, f.cost = 0, 0.0
         f.tiers.clear()
 
-    def _sample(self, ev: Event, out: list[Anomaly]) -> None:
+    def _sample(self, ev: GpuSample | UsageSample, out: list[Anomaly]) -> None:
         """GPU and usage samples: priced into the ledger, and judged by their series' model."""
-        if type(ev) is GpuSample:
-            hourly = ev.hourly_cost_usd
-            if hourly is None and ev.gpu_model:
-                hourly = self.prices.gpu_hourly(ev.gpu_model)
-            self._ledger.add_gpu(ev, hourly)
-            key = group_key(ev)
-            group = self.samples.setdefault(key, {})
-            s = group.get(ev.gpu)
-            if s is None:
-                labels = {k: v for k, v in (("cluster", ev.cluster), ("node", ev.node), ("gpu", ev.gpu),
-                                            ("gpu_model", ev.gpu_model), ("team", ev.team)) if v}
-                s = group[ev.gpu] = gpu_series(labels, hourly, self.rules)
-                self._nodes.setdefault(key, []).append(s)
-            s.model.update(ev.utilization, ev.ts, hourly_cost_usd=hourly)
-        elif type(ev) is UsageSample:
-            self._ledger.add_usage(ev)
-            key = group_key(ev)
-            labels = {k: v for k in USAGE_LABELS if (v := getattr(ev, k))}
-            name = "\x1f".join(f"{k}={v}" for k, v in labels.items())
-            group = self.samples.setdefault(key, {})
-            s = group.get(name)
-            if s is None:
-                s = group[name] = usage_series(labels, ev.metric, ev.unit)
-            s.model.update(ev.value, ev.ts)
-        else:
-            return
+        key, series = self.samples.observe(ev, self._ledger, self.rules)
         self._touched.add(key)
-        if type(ev) is GpuSample:
-            record = judge_node(self._nodes[key], s, ev.ts, self.settings)
-        else:
-            record = judge(s, ev.ts, self.settings)
+        record = self.samples.judge(key, series, ev.ts, self.settings)
         if record is not None:
             if record.status == "firing":
                 self.incidents.fired += 1
             else:
                 self.incidents.resolved += 1
             out.append(record)
-
-
-
-def _month_span(ts: float) -> tuple[str, float, float]:
-    """The calendar month (UTC) holding ``ts``: its name, first and last instant."""
-    now = datetime.fromtimestamp(ts, UTC)
-    start = datetime(now.year, now.month, 1, tzinfo=UTC)
-    end = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
-    return month_of(ts), start.timestamp(), end.timestamp()

@@ -19,11 +19,13 @@ stays "normal".
 
 from __future__ import annotations
 
+import math
 from array import array
 from datetime import UTC, datetime
 from typing import Any
 
 from detector.anomaly import Anomaly
+from detector.ledger import SpendLedger
 from detector.models.state import number
 from detector.monitor import Monitor
 
@@ -113,6 +115,28 @@ def month_of(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m")
 
 
+class Months:
+    """The calendar month (UTC) of event times, worked out once a month rather than at every minute's booking.
+
+    >>> months = Months()
+    >>> months.of(1_795_000_000.0), months.of(1_795_000_060.0), months.end - months.start
+    ('2026-11', '2026-11', 2592000.0)
+    """
+
+    __slots__ = ("end", "name", "start")
+
+    def __init__(self) -> None:
+        self.name, self.start, self.end = "", math.inf, -math.inf
+
+    def of(self, ts: float) -> str:
+        if not self.start <= ts < self.end:
+            now = datetime.fromtimestamp(ts, UTC)
+            start = datetime(now.year, now.month, 1, tzinfo=UTC)
+            end = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
+            self.name, self.start, self.end = month_of(ts), start.timestamp(), end.timestamp()
+        return self.name
+
+
 # A series' cold numbers, after its two profiles, in its one array of doubles (a series is kept per
 # (team, feature, model), thousands of times over, and a float object costs 24 bytes, an array 80).
 _RECENT, _BASELINE = 0, PROFILE_SIZE
@@ -200,6 +224,26 @@ class ModelSeries:
         """
         a = self.a
         return (a[MONTH_COST] if self.month == month else 0.0) + self.cost - a[BOOKED_COST]
+
+    def book(self, ledger: SpendLedger, months: Months) -> None:
+        """Book what the open minute holds beyond what is booked already: into its month, and into ``ledger``.
+
+        Replay books a minute when it closes, a worker also when it saves its
+        state mid-minute; the booked numbers make the two add up the same.
+        """
+        a = self.a
+        n0 = int(a[BOOKED_N])
+        if self.n == n0:
+            return
+        cost0, unpriced0 = a[BOOKED_COST], int(a[BOOKED_UNPRICED])
+        month = months.of(self.minute * 60.0)
+        if self.month != month:
+            self.month, a[MONTH_COST] = month, 0.0
+        a[MONTH_COST] += self.cost - cost0
+        team, _, model = self.key
+        ledger.add_requests(self.category, team, model or "", self.n - n0, self.cost - cost0,
+                            self.unpriced - unpriced0)
+        a[BOOKED_N], a[BOOKED_COST], a[BOOKED_UNPRICED] = self.n, self.cost, self.unpriced
 
     def minute_values(self) -> tuple[float, ...]:
         return (self.n, self.cost, self.input, self.output, self.cached, self.retries)
