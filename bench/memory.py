@@ -2,7 +2,10 @@
 
 Feeds a few hundred warm series (three models per feature, as in most
 deployments) through the engine and prints the bytes Python holds per
-series (tracemalloc, so the interpreter's own objects count), the size of
+series (tracemalloc, so the interpreter's own objects count) and what each
+further series adds (the same traffic on half as many series: the
+difference leaves out what the engine holds however many series it has,
+such as its per-team ledger lines and caches), the size of
 a series' exported state (what the stream worker keeps in its changelog),
 each kind of model's own share (the object, its arrays and lists; the
 parameters it shares with every model built alike are not counted), and,
@@ -45,9 +48,11 @@ def traffic(series: int, minutes: int, seed: int = 1) -> list[LlmRequest]:
 
 
 def engine_bytes(events: list[LlmRequest]) -> int:
+    """Bytes an engine holds after ``events``; the price table and settings, shared by all series, not counted."""
+    prices, settings = PriceTable.packaged(), Settings(warmup_requests=50)
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    engine = Engine(PriceTable.packaged(), Settings(warmup_requests=50))
+    engine = Engine(prices, settings)
     engine.process_many(events)
     held = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
@@ -92,12 +97,15 @@ def main() -> None:
     args = parser.parse_args()
     events = traffic(args.series, args.minutes)
     held = engine_bytes(events)
+    half = engine_bytes(traffic(args.series // 2, args.minutes))
     engine = Engine(PriceTable.packaged(), Settings(warmup_requests=50))
     engine.process_many(events)
     state = sum(len(json.dumps(engine.export_group(f"llm:team{t}"))) for t in range(20))
     base = baseline_bytes(args.series, len(events))
     print(f"series: {engine.series_count} (in {len(engine.features)} features), {len(events):,} requests")
     print(f"engine memory per series, all models:   {held / engine.series_count:8,.0f} bytes")
+    print(f"  of which each further series adds:     {(held - half) / (engine.series_count - args.series // 2):8,.0f} "
+          f"bytes ({args.series // 2} against {engine.series_count} series: the engine's own fixed cost apart)")
     print(f"exported state per series (JSON):       {state / engine.series_count:8,.0f} bytes")
     print(f"baseline: one prompt-length model only: {base / args.series:8,.0f} bytes per series")
     per_model = model_bytes(engine)
