@@ -229,3 +229,23 @@ def test_a_shift_pages_when_it_costs_money_and_not_when_it_saves(metric: str, fa
     fired = [r.metric for r in out if r.status == "firing"]
     assert (metric in fired) is pages
     assert set(fired) <= {metric}  # and nothing else pages for it
+
+
+def test_a_gpu_node_restored_elsewhere_mid_stream_still_pages_as_one_node():
+    """A node's GPUs come back together (they page as one node) and with what they learned."""
+    world = World.default()
+    node = next(n for n in world.gpu_nodes if n.labels().get("node") == "inf-h100-2")
+    served = tuple(f for f in world.features if set(f.models) & set(node.serves))  # what keeps the node busy
+    sim = simulate(days=3, incidents=[parse_incident("gpu_idle@2d2h", DEFAULT_START)], world=World(served, (node,), ()))
+    events, _ = Decoder().decode_lines(list(sim.lines()))
+    cut = next(i for i, ev in enumerate(events) if ev.ts >= DEFAULT_START.timestamp() + 2 * 86400)  # a day early
+    expected = Engine(PRICES).process_many(events)
+    first = Engine(PRICES)
+    got = first.process_many(events[:cut])
+    second = Engine(PRICES)
+    for key in first.take_touched():
+        second.import_group(key, json.loads(json.dumps(first.export_group(key))))
+    got += second.process_many(events[cut:])
+    firing = [r for r in got if r.status == "firing"]
+    assert [r.to_dict() for r in got] == [r.to_dict() for r in expected]
+    assert len(firing) == 1 and firing[0].labels["node"] == "inf-h100-2" and "more GPUs" in firing[0].summary
