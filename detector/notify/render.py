@@ -12,16 +12,16 @@ Every user-supplied string goes through :mod:`detector.notify.escape`, and
 every mrkdwn text object is ``verbatim`` so Slack does not turn a bare URL or
 ``@here`` inside a label into a link or a mention. Every text is clipped to
 Slack's limits with "…", so a huge label cannot get a message rejected.
+How a value, a time, a duration or the silence command is worded lives in
+:mod:`detector.notify.wording`; this module lays those words out as blocks.
 """
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any, NamedTuple
 
-from detector.anomaly import Anomaly, describe_ratio, money, where
+from detector.anomaly import Anomaly, money, where
 from detector.notify.blocks import FIELD_MAX, FIELDS_MAX, SECTION_MAX
 from detector.notify.blocks import context as _context
 from detector.notify.blocks import header as _header
@@ -29,6 +29,14 @@ from detector.notify.blocks import message as _message
 from detector.notify.blocks import mrkdwn as _mrkdwn
 from detector.notify.blocks import section as _section
 from detector.notify.escape import clip, code, escape_mrkdwn, link
+from detector.notify.wording import (
+    duration_text,
+    format_value,
+    parse_rfc3339,
+    silence_command,
+    utc_text,
+    what_changed,
+)
 
 DRIVERS_SHOWN = 5
 
@@ -39,21 +47,6 @@ REQUIRED = (
     "id", "rule", "metric", "labels", "severity", "status", "started_at", "detected_at",
     "observed", "baseline", "ratio", "excess_cost_usd_per_hour", "summary",
 )
-
-# metric → (unit written after the number, how the number is written)
-_UNITS: dict[str, tuple[str, str]] = {
-    "input_tokens_per_request": ("tokens/request", "count"),
-    "output_tokens_per_request": ("tokens/request", "count"),
-    "cost_per_request": (" per request", "usd"),
-    "request_rate": ("requests/minute", "count"),
-    "spend_rate": (" per hour", "usd"),
-    "tier_mix": ("of requests on the premium tier", "share"),
-    "retry_rate": ("of requests retried", "share"),
-    "error_rate": ("of requests failed", "share"),
-    "cache_hit_rate": ("of input tokens from the prompt cache", "share"),
-    "gpu_utilization": ("GPU utilisation", "share"),
-}
-
 
 # The causes of a spend change (Anomaly.drivers keys), as a person says them after "+$30/h".
 CAUSES: dict[str, str] = {
@@ -80,65 +73,6 @@ class Resolved(NamedTuple):
     original: dict[str, Any]
 
 
-def silence_command(rule: str, labels: Mapping[str, str], duration: str = "2h") -> str:
-    """The exact command that silences this alert (its rule and series labels), ready to paste.
-
-    Every matcher is quoted for a POSIX shell, so a label value holding a
-    quote or ``$(...)`` is passed as text.
-
-    >>> print(silence_command("search.prompt-length", {"team": "search", "feature": "it's"}))
-    spendwatch silence add --matcher 'rule="search.prompt-length"' --matcher 'feature="it'"'"'s"' --matcher 'team="search"' --for 2h --comment "why"
-    """
-    matchers = [f"rule={_quoted(rule)}", *(f"{k}={_quoted(labels[k])}" for k in sorted(labels))]
-    parts = " ".join(f"--matcher {shlex.quote(m)}" for m in matchers)
-    return f'spendwatch silence add {parts} --for {duration} --comment "why"'
-
-
-def _quoted(value: str) -> str:
-    """A matcher value in double quotes, escaped as the matcher syntax reads it."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def format_value(metric: str, value: float) -> str:
-    """A metric's value with its unit written out (escaped: usage metrics are user names).
-
-    >>> format_value("input_tokens_per_request", 3400), format_value("spend_rate", 41.2)
-    ('3,400 tokens/request', '$41 per hour')
-    >>> format_value("cache_hit_rate", 0.125), format_value("vector_db_usd", 12.5)
-    ('12.5% of input tokens from the prompt cache', '12.5 vector_db_usd')
-    """
-    unit, kind = _UNITS.get(metric, (escape_mrkdwn(metric), "count"))
-    if kind == "usd":
-        return f"{money(value)}{unit}"
-    if kind == "share":
-        return f"{value * 100:.1f}% {unit}"
-    number = f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.3g}"
-    return f"{number} {unit}"
-
-
-def utc_text(rfc3339_text: str) -> str:
-    """RFC 3339 as a person reads it: ``2025-11-16 14:05 UTC``.
-
-    >>> utc_text("2025-11-16T14:05:00Z")
-    '2025-11-16 14:05 UTC'
-    """
-    return _parse(rfc3339_text).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def duration_text(seconds: float) -> str:
-    """How long something lasted, to the minute.
-
-    >>> duration_text(720), duration_text(5700), duration_text(2 * 86400 + 3 * 3600)
-    ('12 min', '1h 35m', '2d 3h')
-    """
-    minutes = max(0, int(seconds // 60))
-    if minutes < 60:
-        return f"{minutes} min"
-    if minutes < 24 * 60:
-        return f"{minutes // 60}h {minutes % 60:02d}m"
-    return f"{minutes // 1440}d {minutes % 1440 // 60}h"
-
-
 def render_alert(
     anomaly: Anomaly | Mapping[str, Any],
     *,
@@ -160,7 +94,7 @@ def render_alert(
     record = as_record(anomaly)
     hint = silence_hint if silence_hint is not None else silence_command(str(record["rule"]), _labels(record))
     blocks = [
-        _header(f"{SEVERITY_ICONS.get(record['severity'], '')} {record['severity'].capitalize()}: {_what(record)}"),
+        _header(f"{SEVERITY_ICONS.get(record['severity'], '')} {record['severity'].capitalize()}: {what_changed(record)}"),
         _section(escape_mrkdwn(record["summary"])),
         {"type": "section", "fields": _fields(record)},
         *_other_labels(record),
@@ -200,7 +134,7 @@ def render_resolved(
         _context(f"{total} · resolved {utc_text(record['resolved_at'])}", _ids(record)),
     ]
     original = [
-        _header(f"{RESOLVED_ICON} Resolved: {_what(shown)}"),
+        _header(f"{RESOLVED_ICON} Resolved: {what_changed(shown)}"),
         _section(
             f"*Resolved* {utc_text(record['resolved_at'])} after {lasted}; {total}.\n"
             f"~{escape_mrkdwn(shown['severity'])}~ {escape_mrkdwn(shown['summary'])}"
@@ -226,15 +160,15 @@ def render_reminder(anomaly: Anomaly | Mapping[str, Any], *, at: str) -> dict[st
     'Still firing after 4h 00m: input tokens per request doubled for search/summarize on gpt-4o, $41 per hour above normal'
     """
     record = as_record(anomaly)
-    lasted = duration_text((_parse(at) - _parse(record["started_at"])).total_seconds())
+    lasted = duration_text((parse_rfc3339(at) - parse_rfc3339(record["started_at"])).total_seconds())
     excess = float(record["excess_cost_usd_per_hour"])
-    hours = (_parse(at) - _parse(record["started_at"])).total_seconds() / 3600
+    hours = (parse_rfc3339(at) - parse_rfc3339(record["started_at"])).total_seconds() / 3600
     text = (
         f":repeat: *Still firing* after {lasted}: {money(abs(excess))} per hour "
         f"{'above' if excess >= 0 else 'below'} normal, about {money(abs(excess) * hours)} "
         f"{'above' if excess >= 0 else 'below'} normal in all so far (estimated)."
     )
-    fallback = (f"Still firing after {lasted}: {escape_mrkdwn(_what(record))} for "
+    fallback = (f"Still firing after {lasted}: {escape_mrkdwn(what_changed(record))} for "
                 f"{escape_mrkdwn(where(_labels(record)))}, {money(abs(excess))} per hour "
                 f"{'above' if excess >= 0 else 'below'} normal")
     return _message(fallback, [_section(text), _context(_ids(record))])
@@ -256,7 +190,7 @@ def render_summary(records: Sequence[Mapping[str, Any]], *, reason: str) -> dict
     for r in by_cost[:20]:
         state = "resolved" if r["status"] == "resolved" else r["severity"]
         lines.append(
-            f"• {escape_mrkdwn(state)}: {escape_mrkdwn(_what(r))} for {escape_mrkdwn(where(_labels(r)))}, "
+            f"• {escape_mrkdwn(state)}: {escape_mrkdwn(what_changed(r))} for {escape_mrkdwn(where(_labels(r)))}, "
             f"{money(float(r['excess_cost_usd_per_hour']))} per hour, since {utc_text(r['started_at'])} "
             f"(id {code(str(r['id']))})"
         )
@@ -285,7 +219,7 @@ def as_record(anomaly: Anomaly | Mapping[str, Any]) -> dict[str, Any]:
     stamps = ["started_at", "detected_at"] + (["resolved_at"] if record["status"] == "resolved" else [])
     for key in stamps:
         try:
-            _parse(record[key])
+            parse_rfc3339(record[key])
         except (TypeError, ValueError):
             raise ValueError(f"{subject}: {key} must be an RFC 3339 time, found {record.get(key)!r}") from None
     for key in ("observed", "baseline", "ratio", "excess_cost_usd_per_hour"):
@@ -296,13 +230,6 @@ def as_record(anomaly: Anomaly | Mapping[str, Any]) -> dict[str, Any]:
 
 def _labels(record: Mapping[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in (record.get("labels") or {}).items()}
-
-
-def _what(record: Mapping[str, Any]) -> str:
-    """"input tokens per request doubled", unescaped: callers escape for where it goes."""
-    metric = str(record["metric"])
-    name = metric.replace("_", " ") if metric in _UNITS else metric
-    return f"{name} {describe_ratio(float(record['ratio']))}"
 
 
 def _fields(record: Mapping[str, Any], *, resolved: bool = False) -> list[dict[str, Any]]:
@@ -389,7 +316,7 @@ def _ids(record: Mapping[str, Any]) -> str:
 
 def _lasted(record: Mapping[str, Any]) -> str:
     end = record.get("resolved_at") or record["detected_at"]
-    return duration_text((_parse(end) - _parse(record["started_at"])).total_seconds())
+    return duration_text((parse_rfc3339(end) - parse_rfc3339(record["started_at"])).total_seconds())
 
 
 def _total(record: Mapping[str, Any], total_usd: float | None) -> str:
@@ -398,7 +325,7 @@ def _total(record: Mapping[str, Any], total_usd: float | None) -> str:
     if total_usd is not None:
         return f"{money(total_usd)} above normal in all"
     end = record.get("resolved_at") or record["detected_at"]
-    hours = (_parse(end) - _parse(record["started_at"])).total_seconds() / 3600
+    hours = (parse_rfc3339(end) - parse_rfc3339(record["started_at"])).total_seconds() / 3600
     estimate = float(record["excess_cost_usd_per_hour"]) * hours
     return f"about {money(estimate)} above normal in all (estimated)"
 
@@ -406,15 +333,9 @@ def _total(record: Mapping[str, Any], total_usd: float | None) -> str:
 def _fallback(record: Mapping[str, Any], loudness: str) -> str:
     excess = float(record["excess_cost_usd_per_hour"])
     return (
-        f"[{loudness}] {escape_mrkdwn(_what(record))} for {escape_mrkdwn(where(_labels(record)))}: "
+        f"[{loudness}] {escape_mrkdwn(what_changed(record))} for {escape_mrkdwn(where(_labels(record)))}: "
         f"{money(abs(excess))} per hour {'above' if excess >= 0 else 'below'} normal"
     )
-
-
-def _parse(text: str) -> datetime:
-    if not isinstance(text, str):
-        raise TypeError(f"expected an RFC 3339 string, found {type(text).__name__}")
-    return datetime.fromisoformat(text)
 
 
 def _example() -> Anomaly:
