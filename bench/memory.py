@@ -8,7 +8,10 @@ difference leaves out what the engine holds however many series it has,
 such as its per-team ledger lines and caches), the size of
 a series' exported state (what the stream worker keeps in its changelog),
 each kind of model's own share (the object, its arrays and lists; the
-parameters it shares with every model built alike are not counted), and,
+parameters it shares with every model built alike are not counted), the
+bytes by the module that allocated them (``models/state.py`` builds the
+models' arrays and CUSUM runs, ``monitor.py`` the monitors and model
+objects), and,
 for comparison in the same run, a series carrying only the prompt-length
 model the engine started with.
 
@@ -47,14 +50,23 @@ def traffic(series: int, minutes: int, seed: int = 1) -> list[LlmRequest]:
     return events
 
 
-def engine_bytes(events: list[LlmRequest]) -> int:
-    """Bytes an engine holds after ``events``; the price table and settings, shared by all series, not counted."""
+def engine_bytes(events: list[LlmRequest], by_module: dict[str, int] | None = None) -> int:
+    """Bytes an engine holds after ``events``; the price table and settings, shared by all series, not counted.
+
+    With ``by_module``, also fills it with the bytes by the module that allocated them.
+    """
     prices, settings = PriceTable.packaged(), Settings(warmup_requests=50)
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
+    start = tracemalloc.take_snapshot() if by_module is not None else None
     engine = Engine(prices, settings)
     engine.process_many(events)
     held = tracemalloc.get_traced_memory()[0] - before
+    if start is not None and by_module is not None:
+        for stat in tracemalloc.take_snapshot().compare_to(start, "filename"):
+            name = stat.traceback[0].filename
+            name = name[name.rfind("detector/"):] if "detector/" in name else "elsewhere"
+            by_module[name] = by_module.get(name, 0) + stat.size_diff
     tracemalloc.stop()
     engine.process_many([])  # keep the engine alive until measured
     return held
@@ -96,7 +108,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=int, default=300)
     args = parser.parse_args()
     events = traffic(args.series, args.minutes)
-    held = engine_bytes(events)
+    by_module: dict[str, int] = {}
+    held = engine_bytes(events, by_module)
     half = engine_bytes(traffic(args.series // 2, args.minutes))
     engine = Engine(PriceTable.packaged(), Settings(warmup_requests=50))
     engine.process_many(events)
@@ -112,6 +125,9 @@ def main() -> None:
     print("per model (object, arrays, lists):      "
           + ", ".join(f"{name} {size:,.0f} B × {n / engine.series_count:.2f}"
                       for name, (n, size) in per_model.items()))
+    print("by the module that allocated them:       "
+          + ", ".join(f"{name} {size / engine.series_count:,.0f} B" for name, size
+                      in sorted(by_module.items(), key=lambda kv: -kv[1]) if size >= 0.01 * held))
     print("target (issue): <= 4,096 bytes per active series")
 
 
