@@ -77,6 +77,7 @@ from detector.models.level_wander import (
     WANDER_BELOW,
     floored_tau2,
     learn_wander,
+    wander_inflation,
 )
 from detector.models.level_wander import persistence as wander_persistence
 from detector.models.state import (
@@ -269,7 +270,7 @@ class LogLevelShift:
     def _evidence(self, n: float) -> tuple[float, float]:
         """The open minute's mean deviation, and its variance: its requests' own spread plus the wandering."""
         a = self.a
-        return a[M_SUM] / n, a[VAR] / n + floored_tau2(a) * wander_persistence(a)
+        return a[M_SUM] / n, a[VAR] / n + wander_inflation(a)
 
     def _cusums(self, dev: float, v: float) -> tuple[float, float]:
         """Both CUSUMs with a minute of mean deviation ``dev`` and variance ``v`` added (not yet floored at 0)."""

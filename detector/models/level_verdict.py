@@ -33,7 +33,7 @@ from detector.models.level_state import (
     VAR,
     LevelConfig,
 )
-from detector.models.level_wander import floored_tau2, persistence
+from detector.models.level_wander import wander_inflation
 
 SHIFT_MEMORY = 500  # requests that the level of an ongoing shift is averaged over
 TRACK_STEP = 1 - 0.5 ** (1 / 60)  # a shifted level follows the data with a half-life of an hour at most
@@ -66,7 +66,7 @@ def judge(a: array[float], c: LevelConfig, direction: int, run: array[float], ts
     to reset its tests (the baseline may have taken the effect); ``HOLD`` has
     pinned the CUSUM at the threshold to judge again next minute.
     """
-    inflation = floored_tau2(a) * persistence(a)
+    inflation = wander_inflation(a)
     onset_ts, n, total, minutes = onset(run, direction, a[MEAN], a[VAR], inflation)
     effect = total / n - a[MEAN]
     # The run that crossed the threshold overstates the effect (the test

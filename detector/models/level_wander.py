@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from array import array
 
+from detector.models.ar1 import run_inflation
 from detector.models.level_state import M_N, MINUTE, PREV_MINUTE, TAU2, Z_PREV, ZLAG, ZZ
 
 TAU2_FLOOR = 0.05**2  # minute-to-minute wandering assumed even when none is seen
@@ -34,20 +35,19 @@ def floored_tau2(a: array[float]) -> float:
 
 
 def persistence(a: array[float]) -> float:
-    """Variance inflation of a run of minutes when the wandering persists (AR(1): (1+ρ)/(1-ρ)).
+    """Variance inflation of a run of minutes when the wandering persists (:func:`~detector.models.ar1.run_inflation`).
 
     >>> from detector.models.level_state import NUMBERS
     >>> persistence(NUMBERS.new(zz=1.0, zlag=0.5)), persistence(NUMBERS.new(zz=1.0, zlag=-0.5))
     (3.0, 1.0)
     """
     zz = a[ZZ]
-    if zz > 0:
-        rho = a[ZLAG] / zz
-        rho = 0.0 if 0.0 > rho else rho
-        rho = 0.9 if 0.9 < rho else rho
-    else:
-        rho = 0.0
-    return (1 + rho) / (1 - rho)
+    return run_inflation(a[ZLAG] / zz) if zz > 0 else 1.0
+
+
+def wander_inflation(a: array[float]) -> float:
+    """The variance the wandering adds to a minute's mean: ``τ²`` (floored) times its persistence."""
+    return floored_tau2(a) * persistence(a)
 
 
 def learn_persistence(a: array[float], z: float, rate: float) -> None:

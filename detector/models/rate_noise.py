@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from array import array
 
+from detector.models.ar1 import run_inflation
 from detector.models.rate_profile import ESTABLISHED
 from detector.models.rate_state import (
     LAG_MM,
@@ -62,14 +63,11 @@ def dispersion(s: array[float], mu: float) -> float:
 
 
 def persistence(s: array[float], b: float) -> float:
-    """P: variance inflation of a run of minutes when wandering ``b`` persists (AR(1): (1+ρ)/(1-ρ))."""
+    """P: variance inflation of a run of minutes when wandering ``b`` persists (:func:`~detector.models.ar1.run_inflation`)."""
     lag_mm = s[LAG_MM]
     if b <= 0 or lag_mm <= 0:
         return 1.0
-    rho = s[LAG_RR] / lag_mm / b
-    rho = 0.0 if 0.0 > rho else rho
-    rho = 0.9 if 0.9 < rho else rho
-    return (1 + rho) / (1 - rho)
+    return run_inflation(s[LAG_RR] / lag_mm / b)
 
 
 def learn_noise(a: array[float], k: float, t: int, r: float, mu: float) -> None:
