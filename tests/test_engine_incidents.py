@@ -168,19 +168,22 @@ def test_severity_comes_from_dollars_not_from_the_size_of_the_change():
     assert [r.severity for r in records["claude-opus-4-1"]] == ["critical"]
 
 
+def restored_midway(events: list, cut: int) -> list[Anomaly]:
+    """The records of one engine up to ``cut``, then of another that took its state (through JSON) for the rest."""
+    first = Engine(PRICES)
+    got = first.process_many(events[:cut])
+    second = Engine(PRICES)
+    for key in first.take_touched():
+        second.import_group(key, json.loads(json.dumps(first.export_group(key))))
+    return got + second.process_many(events[cut:])
+
+
 def test_state_exported_mid_stream_and_imported_elsewhere_gives_the_same_records():
     sim = simulate(days=3, incidents=[parse_incident("prompt_doubling@2d14h~2h", DEFAULT_START)],
                    world=World.default().only(team="search"))
     events, _ = Decoder().decode_lines(list(sim.lines()))
-    half = len(events) * 4 // 5
-    straight = Engine(PRICES)
-    expected = straight.process_many(events)
-    first = Engine(PRICES)
-    got = first.process_many(events[:half])
-    second = Engine(PRICES)
-    for key in first.take_touched():
-        second.import_group(key, json.loads(json.dumps(first.export_group(key))))
-    got += second.process_many(events[half:])
+    expected = Engine(PRICES).process_many(events)
+    got = restored_midway(events, len(events) * 4 // 5)
     assert [r.to_dict() for r in got] == [r.to_dict() for r in expected]
     assert any(r.status == "firing" for r in got[len(got) - len(expected[-2:]):])
 
@@ -240,12 +243,7 @@ def test_a_gpu_node_restored_elsewhere_mid_stream_still_pages_as_one_node():
     events, _ = Decoder().decode_lines(list(sim.lines()))
     cut = next(i for i, ev in enumerate(events) if ev.ts >= DEFAULT_START.timestamp() + 2 * 86400)  # a day early
     expected = Engine(PRICES).process_many(events)
-    first = Engine(PRICES)
-    got = first.process_many(events[:cut])
-    second = Engine(PRICES)
-    for key in first.take_touched():
-        second.import_group(key, json.loads(json.dumps(first.export_group(key))))
-    got += second.process_many(events[cut:])
+    got = restored_midway(events, cut)
     firing = [r for r in got if r.status == "firing"]
     assert [r.to_dict() for r in got] == [r.to_dict() for r in expected]
     assert len(firing) == 1 and firing[0].labels["node"] == "inf-h100-2" and "more GPUs" in firing[0].summary
