@@ -57,8 +57,8 @@ def engine_bytes(events: list[LlmRequest], by_module: dict[str, int] | None = No
     """
     prices, settings = PriceTable.packaged(), Settings(warmup_requests=50)
     tracemalloc.start()
+    start = tracemalloc.take_snapshot() if by_module is not None else None  # before ``before``: not counted
     before = tracemalloc.get_traced_memory()[0]
-    start = tracemalloc.take_snapshot() if by_module is not None else None
     engine = Engine(prices, settings)
     engine.process_many(events)
     held = tracemalloc.get_traced_memory()[0] - before
