@@ -26,7 +26,6 @@ from typing import Any
 
 from detector.anomaly import Anomaly
 from detector.ledger import SpendLedger
-from detector.models.state import number
 from detector.monitor import Monitor
 
 PROFILE_FIELDS = ("requests", "cost", "input", "output", "cached", "retries")
@@ -191,10 +190,25 @@ class ModelSeries:
         self.per_request: tuple[Monitor, ...] = ()  # input, output, cost per request: fed each request
         self.per_minute: tuple[Monitor, ...] = ()  # retry, error, cache-hit shares: fed each minute
 
-    first_ts = number(FIRST_TS, "Event time of the series' first request.")
-    input_sum = number(INPUT_SUM, "All-time input tokens, for the cache share that prices them.", int)
-    cached_sum = number(CACHED_SUM, "All-time cached input tokens.", int)
-    month_cost = number(MONTH_COST, "Dollars booked in ``month``.")
+    @property
+    def first_ts(self) -> float:
+        """Event time of the series' first request."""
+        return self.a[FIRST_TS]
+
+    @property
+    def input_sum(self) -> int:
+        """All-time input tokens, for the cache share that prices them."""
+        return int(self.a[INPUT_SUM])
+
+    @property
+    def cached_sum(self) -> int:
+        """All-time cached input tokens."""
+        return int(self.a[CACHED_SUM])
+
+    @property
+    def month_cost(self) -> float:
+        """Dollars booked in ``month``."""
+        return self.a[MONTH_COST]
 
     @property
     def recent(self) -> Profile:

@@ -78,7 +78,7 @@ def shares(per_minute: float, p: float) -> Callable[[int, float, float], Stream]
         rng = random.Random(seed)
         while True:
             ts += rng.expovariate(per_minute / 60.0)
-            yield float(rng.random() < min(p * factor, 1.0)), ts
+            yield int(rng.random() < min(p * factor, 1.0)), ts  # a hit is counted: 0 or 1
 
     return gen
 

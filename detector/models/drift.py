@@ -57,7 +57,6 @@ from typing import Any
 
 from detector.models.state import (
     Packed,
-    number,
     packed_state,
     restore_packed,
     shared,
@@ -324,13 +323,39 @@ class SlowCreep:
             self._end()
 
     # -- queries -----------------------------------------------------------------
-    n = number(N, None, int)
-    bw = number(BW, "Baseline: EW Σ requests.")
-    bx = number(BX, "Baseline: EW Σ logs.")
-    bq = number(BQ, "Baseline: EW Σ squared logs.")
-    lo = number(LO, "Lower clipping bound of a request's log, this hour.")
-    hi = number(HI, "Upper clipping bound of a request's log, this hour.")
-    held = number(HELD, "Hours in a row the baseline has been held still, short of an alarm.", int)
+    @property
+    def n(self) -> int:
+        return int(self.a[N])
+
+    @property
+    def bw(self) -> float:
+        """Baseline: EW Σ requests."""
+        return self.a[BW]
+
+    @property
+    def bx(self) -> float:
+        """Baseline: EW Σ logs."""
+        return self.a[BX]
+
+    @property
+    def bq(self) -> float:
+        """Baseline: EW Σ squared logs."""
+        return self.a[BQ]
+
+    @property
+    def lo(self) -> float:
+        """Lower clipping bound of a request's log, this hour."""
+        return self.a[LO]
+
+    @property
+    def hi(self) -> float:
+        """Upper clipping bound of a request's log, this hour."""
+        return self.a[HI]
+
+    @property
+    def held(self) -> int:
+        """Hours in a row the baseline has been held still, short of an alarm."""
+        return int(self.a[HELD])
 
     @property
     def recent(self) -> float:

@@ -82,6 +82,15 @@ class GpuShift:
         return max(self.idle_usd_per_hour - self.baseline_idle_usd_per_hour, 0.0)
 
 
+FIELDS = (
+    "floor", "idle_ratio", "saturation", "sustain", "recover", "warmup_minutes", "half_life", "max_gap",
+    "offset", "cost", "phase", "first_minute", "minute", "m_sum", "m_n", "prof", "seen",
+    "lo_s", "lo_ts", "lo_n", "lo_u", "lo_b", "hi_s", "hi_ts", "hi_n", "hi_u", "hi_b",
+    "kind", "back", "shifted_at",
+)  # fmt: skip
+"""Every attribute of a model, all of it saved state (a compiled class has no ``__slots__`` to read them from)."""
+
+
 class GpuUtilization:
     """Online detector of sustained idleness or saturation of one paid GPU (or node).
 
@@ -104,12 +113,7 @@ class GpuUtilization:
     ('idle', True, 3.9, 0.12)
     """
 
-    __slots__ = (
-        "floor", "idle_ratio", "saturation", "sustain", "recover", "warmup_minutes", "half_life", "max_gap",
-        "offset", "cost", "phase", "first_minute", "minute", "m_sum", "m_n", "prof", "seen",
-        "lo_s", "lo_ts", "lo_n", "lo_u", "lo_b", "hi_s", "hi_ts", "hi_n", "hi_u", "hi_b",
-        "kind", "back", "shifted_at",
-    )  # fmt: skip
+    __slots__ = FIELDS
 
     def __init__(
         self,
@@ -294,8 +298,8 @@ class GpuUtilization:
     # -- state -----------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         """Plain, versioned state: safe to keep in a changelog, never pickled."""
-        return slots_state(self, STATE_VERSION)
+        return slots_state(self, FIELDS, STATE_VERSION)
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> GpuUtilization:
-        return restore_slots(cls, state, STATE_VERSION)
+        return restore_slots(cls, FIELDS, state, STATE_VERSION)

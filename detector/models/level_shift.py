@@ -81,7 +81,6 @@ from detector.models.level_wander import (
 )
 from detector.models.level_wander import persistence as wander_persistence
 from detector.models.state import (
-    number,
     packed_state,
     restore_packed,
     saved_run,
@@ -350,15 +349,30 @@ class LogLevelShift:
             return max(1.0, (h - a[S_BACK]) / h)
         return max(a[S_UP], a[S_DN]) / h
 
-    n = number(N, "Requests seen.", int)
-    mean = number(MEAN, "Baseline location, in log(1 + x).")
-    var = number(VAR, "Baseline variance of one request's log (during warm-up: Welford's sum of squares).")
+    @property
+    def n(self) -> int:
+        """Requests seen."""
+        return int(self.a[N])
+
+    @property
+    def mean(self) -> float:
+        """Baseline location, in log(1 + x)."""
+        return self.a[MEAN]
+
+    @property
+    def var(self) -> float:
+        """Baseline variance of one request's log (during warm-up: Welford's sum of squares)."""
+        return self.a[VAR]
 
     @property
     def tau2(self) -> float:
         """Learned variance of the minute-to-minute wandering of the level (at least ``TAU2_FLOOR``)."""
         return floored_tau2(self.a)
-    shifted_at = number(SHIFTED_AT, "Event time the current shift was declared.")
+
+    @property
+    def shifted_at(self) -> float:
+        """Event time the current shift was declared."""
+        return self.a[SHIFTED_AT]
 
     @property
     def baseline_median(self) -> float:

@@ -82,7 +82,6 @@ from detector.models.share_state import (
 )
 from detector.models.state import (
     grow_run,
-    number,
     packed_state,
     restore_packed,
     saved_run,
@@ -380,13 +379,19 @@ class ProportionShift:
         a = self.a
         return overdispersion(a[SK], a[SN], a[SKK], a[SKN], a[SNN])
 
-    trials = number(TRIALS, "Trials seen.", int)
+    @property
+    def trials(self) -> int:
+        """Trials seen."""
+        return int(self.a[TRIALS])
 
     @property
     def warmup_minutes(self) -> int:
         return self.config.warmup_minutes
 
-    shifted_at = number(SHIFTED_AT, "Event time the current shift was declared.")
+    @property
+    def shifted_at(self) -> float:
+        """Event time the current shift was declared."""
+        return self.a[SHIFTED_AT]
 
     def score(self) -> float:
         """Evidence of a change as a fraction of the threshold; ≥ 1 only in an alarm."""

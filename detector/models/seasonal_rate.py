@@ -70,7 +70,6 @@ from detector.models.rate_state import (
     saved_counts,
 )
 from detector.models.state import (
-    number,
     packed_state,
     restore_packed,
     saved_run,
@@ -229,19 +228,21 @@ class SeasonalRate:
 
     # -- the alarm and the shift ---------------------------------------------
     def _maybe_shift(self, direction: int, t: int) -> None:
-        onset = rate_run.onset(self.run, direction, self.dispersion)
-        latest = rate_run.onset(self.run, direction, self.dispersion, ONSET_SLACK)
+        run = self.run
+        assert run is not None, "a shift is only judged on a run"
+        onset = rate_run.onset(run, direction, self.dispersion)
+        latest = rate_run.onset(run, direction, self.dispersion, ONSET_SLACK)
         a, c = self.a, self.config
         if onset is None or latest is None or latest[3] < c.min_minutes:
             return
         # The effect is judged on the latest min_minutes alone, at its confidence bound: what
         # matters is whether the excess is still there, not how large a burst inside the run was.
         k = c.min_minutes
-        x, m = rate_run.recent(self.run, k)
+        x, m = rate_run.recent(run, k)
         r = x / m
         se = math.sqrt(self.dispersion(max(x, m) / k) * max(x, m)) / m
         bound = r - c.z * se if direction > 0 else r + c.z * se
-        weakest = rate_run.weakest_third(self.run, r, k, self.dispersion)
+        weakest = rate_run.weakest_third(run, r, k, self.dispersion)
         if factor(r, direction) < c.min_ratio:
             # Too small to matter now, whatever the run once held: start afresh, and if the
             # window is of one piece let the level absorb what is sure of it.
@@ -249,7 +250,7 @@ class SeasonalRate:
                 self._scale_level(max(bound, 1.0) if direction > 0 else min(bound, 1.0))
             self._reset_cusum()
             return
-        lx, lm = rate_run.recent(self.run, LAST_MINUTES)
+        lx, lm = rate_run.recent(run, LAST_MINUTES)
         last = llr(lx, lm, r) / self.dispersion(lm / LAST_MINUTES)
         if weakest < STEADY_NATS or last < LAST_NATS or factor(bound, direction) < c.min_ratio:
             return  # a burst inside the window, an excess that is fading, or not yet sure: wait
@@ -302,9 +303,20 @@ class SeasonalRate:
         """Per bucket, the minutes it has learned (capped)."""
         return self.counts.tolist()
 
-    minute = number(MINUTE, "The open minute (−1 before any).", int)
-    m_x = number(M_X, "The amount so far in the open minute.")
-    shifted_at = number(SHIFTED_AT, "Event time the current shift was declared.")
+    @property
+    def minute(self) -> int:
+        """The open minute (−1 before any)."""
+        return int(self.a[MINUTE])
+
+    @property
+    def m_x(self) -> float:
+        """The amount so far in the open minute."""
+        return self.a[M_X]
+
+    @property
+    def shifted_at(self) -> float:
+        """Event time the current shift was declared."""
+        return self.a[SHIFTED_AT]
 
     def expected(self, ts: float) -> float | None:
         """The baseline amount for the minute of ``ts``, or None while that time is unknown."""

@@ -143,21 +143,6 @@ class Packed:
         return array("d", numbers)
 
 
-def number(index: int, doc: str | None = None, kind: type = float) -> Any:
-    """A read-only property for the number at ``index`` of a packed model's array ``a``.
-
-    >>> class Tiny:
-    ...     __slots__ = ("a",)
-    ...     n = number(0, "Requests seen.", int)
-    >>> t = Tiny(); t.a = [3.0]
-    >>> t.n, Tiny.n.__doc__
-    (3, 'Requests seen.')
-    """
-    if kind is int:
-        return property(lambda self: int(self.a[index]), doc=doc)
-    return property(lambda self: self.a[index], doc=doc)
-
-
 PHASES = ("learning", "watching", "shifted")
 """The phases every packed model goes through (its module names them LEARNING, WATCHING, SHIFTED)."""
 
@@ -226,28 +211,32 @@ def one_of(owner: str, name: str, value: Any, choices: Iterable[str]) -> str:
     raise ValueError(f"{owner} state {name}: expected one of {', '.join(choices)}; got {value!r}")
 
 
-def slots_state(model: object, version: int) -> dict[str, Any]:
-    """The model's slots as a plain dict, with its state version."""
+def slots_state(model: object, names: tuple[str, ...], version: int) -> dict[str, Any]:
+    """The model's attributes ``names`` (its slots) as a plain dict, with its state version.
+
+    The names are passed rather than read from ``__slots__``: a class compiled
+    by mypyc (``SPENDWATCH_COMPILE=1``) has no ``__slots__`` at run time.
+    """
     state: dict[str, Any] = {}
-    for name in type(model).__slots__:  # type: ignore[attr-defined]
+    for name in names:
         value = getattr(model, name)
         state[name] = list(value) if isinstance(value, list) else value
     state["v"] = version
     return state
 
 
-def restore_slots(cls: type[M], state: dict[str, Any], version: int) -> M:
+def restore_slots(cls: type[M], names: tuple[str, ...], state: dict[str, Any], version: int) -> M:
     """A model of ``cls`` from :func:`slots_state`'s dict; another version is refused.
 
     >>> class Tiny:
     ...     __slots__ = ("n", "run")
     >>> t = Tiny(); t.n, t.run = 3, [1.0]
-    >>> restore_slots(Tiny, slots_state(t, 1), 1).run
+    >>> restore_slots(Tiny, Tiny.__slots__, slots_state(t, Tiny.__slots__, 1), 1).run
     [1.0]
     """
     check_version(cls.__name__, state, version)
     model = cls.__new__(cls)
-    for name in cls.__slots__:  # type: ignore[attr-defined]
+    for name in names:
         value = state[name]
         setattr(model, name, list(value) if isinstance(value, list) else value)
     return model

@@ -74,6 +74,15 @@ class UsageShift:
         return self.observed / self.baseline if self.baseline > 0 else math.inf
 
 
+FIELDS = (
+    "warmup", "spike_z", "k", "h", "clip", "min_ratio", "drift_ratio", "level_half_life", "season_rate",
+    "offset", "phase", "n", "buf", "c", "level", "ref", "hour", "hour_n", "we", "we_n", "mad", "last_ts",
+    "s_up", "s_dn", "run_ts", "run_n", "run_sum", "drift_ts",
+    "kind", "shift_dir", "shift_onset", "shift_n", "shift_sum", "shift_ew", "shift_pred", "s_back",
+)  # fmt: skip
+"""Every attribute of a model, all of it saved state (a compiled class has no ``__slots__`` to read them from)."""
+
+
 class UsageMetric:
     """Online detector of spikes, level shifts and drift in an irregularly sampled positive metric.
 
@@ -95,12 +104,7 @@ class UsageMetric:
     'watching'
     """
 
-    __slots__ = (
-        "warmup", "spike_z", "k", "h", "clip", "min_ratio", "drift_ratio", "level_half_life", "season_rate",
-        "offset", "phase", "n", "buf", "c", "level", "ref", "hour", "hour_n", "we", "we_n", "mad", "last_ts",
-        "s_up", "s_dn", "run_ts", "run_n", "run_sum", "drift_ts",
-        "kind", "shift_dir", "shift_onset", "shift_n", "shift_sum", "shift_ew", "shift_pred", "s_back",
-    )  # fmt: skip
+    __slots__ = FIELDS
 
     def __init__(
         self,
@@ -316,11 +320,11 @@ class UsageMetric:
     # -- state -----------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         """Plain, versioned state: safe to keep in a changelog, never pickled."""
-        return slots_state(self, STATE_VERSION)
+        return slots_state(self, FIELDS, STATE_VERSION)
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> UsageMetric:
-        return restore_slots(cls, state, STATE_VERSION)
+        return restore_slots(cls, FIELDS, state, STATE_VERSION)
 
 
 def _round(v: float, digits: int = 6) -> float:
