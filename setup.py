@@ -1,0 +1,36 @@
+"""The optional compiled build: ``SPENDWATCH_COMPILE=1 pip install .`` compiles the models with mypyc.
+
+A replay spends most of its time in the models' per-minute arithmetic; the
+same source compiled by mypyc runs it faster with the same results
+(tests/test_compiled_models.py checks that a compiled replay gives the
+same records). Without the variable this adds nothing: the package is pure
+Python and its metadata is all in pyproject.toml. The modules compiled are
+listed there, under ``[tool.spendwatch] compiled``.
+"""
+
+import os
+import tomllib
+from pathlib import Path
+
+from setuptools import setup
+
+ROOT = Path(__file__).parent
+
+
+def compiled_modules() -> list[str]:
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["spendwatch"]["compiled"]
+    return sorted(str(path.relative_to(ROOT)) for pattern in patterns for path in ROOT.glob(pattern))
+
+
+def ext_modules() -> list[object]:
+    if os.environ.get("SPENDWATCH_COMPILE", "") != "1":
+        return []
+    from mypyc.build import mypycify  # only in a compiling build's environment (buildsys/spendwatch_build.py)
+
+    # Only the models are type-checked here: the modules they are imported beside are followed silently
+    # (the build environment has mypy, not the rest of the dependencies).
+    flags = ["--follow-imports=silent", "--ignore-missing-imports"]
+    return list(mypycify([*flags, *compiled_modules()], opt_level="3"))
+
+
+setup(ext_modules=ext_modules())
