@@ -35,6 +35,8 @@ from detector.models.level_shift import LogLevelShift
 from detector.pricing import PriceTable
 
 MODELS = ("gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5")
+ARRAYS = ("a", "up", "dn", "run", "counts")
+"""Where the models keep their arrays (named, not read from ``__slots__``: a compiled model has none)."""
 
 
 def traffic(series: int, minutes: int, seed: int = 1) -> list[LlmRequest]:
@@ -94,7 +96,7 @@ def model_bytes(engine: Engine) -> dict[str, tuple[int, float]]:
         for mon in monitors:
             model = mon.model
             held = sys.getsizeof(model)
-            for name in type(model).__slots__:
+            for name in ARRAYS:
                 value = getattr(model, name, None)
                 if isinstance(value, array | list):
                     held += sys.getsizeof(value)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench.compiled import start_dir
 from streams.codecs import partition_of
 from streams.producer import Batcher, bootstrap_servers
 
@@ -225,9 +226,9 @@ def spawn(command: list[str], env: dict[str, str], web_port: int, log: Path,
           progress: Callable[[Consumer], tuple[float, bool]]) -> Consumer:
     full_env = {**os.environ, **BENCH_BROKER_ENV, "PYTHONPATH": str(REPO), **env,
                 "SPENDWATCH_WEB_PORT": str(web_port)}
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, env=full_env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL)
+    with log.open("wb") as out:  # started where PYTHONPATH's first entry is: see bench.compiled.start_dir
+        process = subprocess.Popen(command, env=full_env, cwd=start_dir(full_env["PYTHONPATH"]), stdout=out,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     return Consumer(process, web_port, log, progress)
 
 

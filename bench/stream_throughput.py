@@ -22,10 +22,14 @@ which caps what two workers can gain; so does key skew: the worker
 repartitions by ``Engine.partition_key`` (one key per team and feature), and the table
 says how evenly the events fall on the repartition topic's partitions.
 
+With ``--compiled`` the workers run the models compiled by mypyc, the build
+``SPENDWATCH_COMPILE=1 pip install .`` and the Docker image make
+(bench/compiled.py builds a copy of it for the run).
+
 Targets (issue 5): single-event worker ≥ 80 % of the do-nothing agent;
 batched ≥ 100,000 events/s per worker; two workers ≥ 1.6 × one.
 
-    python bench/stream_throughput.py [--quick] [--rounds N] [--single N] [--batched N] [--chunk LINES]
+    python bench/stream_throughput.py [--quick] [--rounds N] [--single N] [--batched N] [--chunk LINES] [--compiled]
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from broker import Broker, free_port, start_broker  # tests/broker.py
 
+from bench.compiled import compiled_copy, pythonpath
 from bench.stream_runs import (
     Consumer,
     Figures,
@@ -84,11 +89,15 @@ def simulated_lines(count: int) -> list[bytes]:
 
 def run_processes(broker: Broker, tmp: Path, loaded: Loaded, name: str, count: int,
                   command: list[str], progress: Callable[[Consumer], tuple[float, bool]],
-                  timeout_s: float) -> Figures:
-    """Start ``count`` consumer processes in one new group on ``loaded.topic``, time them, stop them."""
+                  timeout_s: float, build: str | None = None) -> Figures:
+    """Start ``count`` consumer processes in one new group on ``loaded.topic``, time them, stop them.
+
+    ``build``: the ``PYTHONPATH`` they import spendwatch from (default: this checkout).
+    """
     group = f"bench-{name}-{time.monotonic_ns()}"
     env = {"SPENDWATCH_BROKER": broker.url, "SPENDWATCH_USAGE_TOPIC": loaded.topic,
-           "SPENDWATCH_CONSUMER_GROUP": group, "SPENDWATCH_PARTITIONS": str(PARTITIONS)}
+           "SPENDWATCH_CONSUMER_GROUP": group, "SPENDWATCH_PARTITIONS": str(PARTITIONS),
+           **({"PYTHONPATH": build} if build else {})}
     consumers = []
     try:
         for i in range(count):
@@ -101,7 +110,8 @@ def run_processes(broker: Broker, tmp: Path, loaded: Loaded, name: str, count: i
             c.stop()
 
 
-def measure(broker: Broker, tmp: Path, single: Loaded, batched: Loaded, timeout_s: float) -> list[Row]:
+def measure(broker: Broker, tmp: Path, single: Loaded, batched: Loaded, timeout_s: float,
+            build: str | None = None) -> list[Row]:
     rows = []
     for label, loaded in (("single", single), ("batched", batched)):
         print(f"  {label}: bare consumer …", flush=True)
@@ -115,11 +125,11 @@ def measure(broker: Broker, tmp: Path, single: Loaded, batched: Loaded, timeout_
         print(f"  {label}: spendwatch worker …", flush=True)
         rows.append(Row(f"spendwatch worker, {label}",
                         run_processes(broker, tmp, loaded, f"worker-{label}", 1, worker_command(),
-                                      worker_progress, timeout_s)))
+                                      worker_progress, timeout_s, build)))
     print("  batched: two spendwatch workers …", flush=True)
     rows.append(Row("two spendwatch workers, batched",
                     run_processes(broker, tmp, batched, "two-workers", 2, worker_command(),
-                                  worker_progress, timeout_s)))
+                                  worker_progress, timeout_s, build)))
     return rows
 
 
@@ -170,6 +180,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure everything this many times; the fastest round of each row counts")
     parser.add_argument("--timeout", type=float, default=240, help="seconds one run may take before it fails")
+    parser.add_argument("--compiled", action="store_true",
+                        help="run the workers with the models compiled by mypyc (SPENDWATCH_COMPILE=1's build)")
     args = parser.parse_args()
     n_single = args.single or (20_000 if args.quick else 60_000)
     n_batched = args.batched or (150_000 if args.quick else 600_000)
@@ -180,6 +192,8 @@ def main() -> None:
     print(f"simulated {len(lines):,} events (seed 7) in {time.perf_counter() - started:.1f} s", flush=True)
     with tempfile.TemporaryDirectory(prefix="spendwatch-bench-") as tmp_name:
         tmp = Path(tmp_name)
+        build = pythonpath(compiled_copy(tmp / "compiled")) if args.compiled else None
+        print(f"spendwatch workers: {'models compiled by mypyc' if build else 'pure Python'}", flush=True)
         broker = start_broker(tmp)
         try:
             for topic in ("bench.single", "bench.batched"):
@@ -194,7 +208,7 @@ def main() -> None:
             rounds = []
             for i in range(args.rounds):
                 print(f"round {i + 1} of {args.rounds}", flush=True)
-                rounds.append(measure(broker, tmp, single, batched, args.timeout))
+                rounds.append(measure(broker, tmp, single, batched, args.timeout, build))
             rows = [max(same, key=lambda row: row.figures.events_per_s) for same in zip(*rounds, strict=True)]
         finally:
             broker.stop()
