@@ -37,6 +37,7 @@ from detector.export.cli import export as export_group
 from detector.history import HistoryStore, HistoryWriter
 from detector.history.cli import history as history_group
 from detector.inputs import LineSource, open_events
+from detector.models import build
 from detector.pricing import PriceTable
 from detector.replay import ReplaySummary
 from detector.report import print_summary, spend_table
@@ -63,7 +64,7 @@ def _prices(settings: Settings) -> PriceTable:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="spendwatch")
+@click.version_option(package_name="spendwatch", message=f"spendwatch, version %(version)s (models: {build()})")
 def main() -> None:
     """spendwatch: streaming anomaly detection for AI spend.
 

@@ -18,6 +18,7 @@ import faust
 from detector.engine import Engine
 from detector.errors import ConfigError
 from detector.events import Decoder
+from detector.models import build
 from detector.pricing import PriceTable
 from detector.rules import RuleSet
 from streams.agents import DecodeStep, Progress, attach_agents
@@ -160,7 +161,7 @@ def _health(app: faust.App, runner: GroupRunner, rules: WorkerRules | None) -> d
         assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
     except Exception:  # not started yet
         assigned = []
-    health = {"status": "ok", "assigned": assigned, "groups": runner.groups, "keys": runner.keys()}
+    health = {"status": "ok", "models": build(), "assigned": assigned, "groups": runner.groups, "keys": runner.keys()}
     if rules is not None:
         health["rules"] = rules.describe()
     return health

@@ -17,10 +17,13 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Info,
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from detector.models import build
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -51,6 +54,8 @@ class Metrics(Registered):
     >>> m.processed.inc(3)
     >>> b"spendwatch_events_processed_total 3.0" in m.exposition()
     True
+    >>> b'spendwatch_build_info{models="source"} 1.0' in m.exposition()
+    True
     """
 
     def __init__(self) -> None:
@@ -75,6 +80,8 @@ class Metrics(Registered):
         )
         self.series = Gauge("spendwatch_series_tracked", "series whose state this worker holds", registry=r)
         self.groups = Gauge("spendwatch_groups_tracked", "partition keys whose state this worker holds", registry=r)
+        Info("spendwatch_build", "how this worker's models run: compiled by mypyc or as source",
+             registry=r).info({"models": build()})
 
     def watch_lag(self, lag: Callable[[], dict[tuple[str, int], int]]) -> None:
         """Report consumer lag per topic partition, computed when scraped."""

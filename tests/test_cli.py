@@ -68,6 +68,12 @@ def test_replay_reads_gzip_and_stdin_alike(events_file, tmp_path):
     assert outs[0] == outs[1] and outs[0].count(b"\n") == 2
 
 
+def test_version_says_whether_the_models_run_as_source_or_compiled():
+    result = run("--version")
+    assert result.exit_code == 0 and result.output.startswith("spendwatch, version ")
+    assert result.output.rstrip().endswith("(models: source)")  # the compiled build says "(models: compiled)"
+
+
 def test_replay_of_a_missing_file_exits_2_and_says_so(tmp_path):
     result = CliRunner().invoke(main, ["replay", str(tmp_path / "nope.jsonl")])
     assert result.exit_code == 2

@@ -22,6 +22,7 @@ from bench.compiled import ROOT, compiled_copy, compiled_modules, pythonpath, st
 RUN = r"""
 import json, sys
 import detector.models.level_shift
+from detector.models import build
 from detector.engine import Engine
 from detector.events import Decoder
 from detector.pricing import PriceTable
@@ -47,6 +48,7 @@ for key in moved:
 records += second.process_many(events[cut:])
 json.dump({
     "models": detector.models.level_shift.__file__,
+    "build": build(),
     "rejects": len(rejects),
     "records": [r.to_dict() for r in records],
     "state": {key: second.export_group(key) for key in sorted(moved | second.take_touched())},
@@ -73,6 +75,7 @@ def test_the_compiled_models_replay_to_the_same_records_and_state_as_the_source(
     fast = outcome(start_replay(pythonpath(compiled_copy(tmp_path))))
     slow = outcome(pure)
     assert slow["models"].endswith(".py") and fast["models"].endswith(".so")  # each ran the build it names
+    assert (slow["build"], fast["build"]) == ("source", "compiled")  # and says so (--version, /health, /metrics)
     kinds = {r["metric"] for r in slow["records"] if r["status"] == "firing"}
     assert {"input_tokens_per_request", "error_rate", "request_rate", "cache_hit_rate",
             "gpu_utilization", "output_tokens_per_request"} <= kinds  # every model's kind shifted

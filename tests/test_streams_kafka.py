@@ -179,6 +179,7 @@ def test_the_worker_sends_exactly_the_anomalies_replay_finds(broker: Broker, wor
     assert lag == 0 and 'spendwatch_consumer_lag{partition=' in worker.get("/metrics").decode()
     health = worker.health()
     assert health["status"] == "ok" and set(health["keys"]) == llm_keys(lines)
+    assert health["models"] == "source"  # the checkout's models, as Python (a compiled install says "compiled")
 
 
 def test_nothing_is_lost_bad_input_and_failing_events_go_to_the_dead_letter_topic(
