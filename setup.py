@@ -1,9 +1,9 @@
 """The optional compiled build: ``SPENDWATCH_COMPILE=1 pip install .`` compiles the models with mypyc.
 
-A replay spends most of its time in the models' per-minute arithmetic; the
-same source compiled by mypyc runs it faster with the same results
-(tests/test_compiled_models.py checks that a compiled replay gives the
-same records). Without the variable this adds nothing: the package is pure
+The models' per-minute arithmetic is the largest part of a replay's time;
+the same source compiled by mypyc runs it faster with the same results
+(tests/test_compiled_models.py holds a compiled replay to the same records
+and state). Without the variable this adds nothing: the package is pure
 Python and its metadata is all in pyproject.toml. The modules compiled are
 listed there, under ``[tool.spendwatch] compiled``.
 """
