@@ -15,6 +15,9 @@ from pathlib import Path
 from setuptools import setup
 
 ROOT = Path(__file__).parent
+SAME_ARITHMETIC = "-ffp-contract=off"
+"""No fused multiply-adds: where the CPU has them (aarch64), C compilers fuse ``a * b + c`` into one rounding
+by default, and the compiled models would then differ from the source in the last bit, and so in records."""
 
 
 def compiled_modules() -> list[str]:
@@ -25,11 +28,13 @@ def compiled_modules() -> list[str]:
 def ext_modules() -> list[object]:
     if os.environ.get("SPENDWATCH_COMPILE", "") != "1":
         return []
-    from mypyc.build import mypycify  # only in a compiling build's environment (buildsys/spendwatch_build.py)
+    # mypy is in a compiling build's environment only (buildsys/spendwatch_build.py).
+    from mypyc.build import mypycify
 
     # Only the models are type-checked here: the modules they are imported beside are followed silently
     # (the build environment has mypy, not the rest of the dependencies).
     flags = ["--follow-imports=silent", "--ignore-missing-imports"]
+    os.environ["CFLAGS"] = f"{os.environ.get('CFLAGS', '')} {SAME_ARITHMETIC}".strip()
     return list(mypycify([*flags, *compiled_modules()], opt_level="3"))
 
 

@@ -36,8 +36,9 @@ def compiled_copy(dest: Path, root: Path = ROOT) -> Path:
     """
     shutil.copytree(root / "detector", dest / "detector", ignore=shutil.ignore_patterns("__pycache__", "*.so"))
     flags = ["--follow-imports=silent", "--ignore-missing-imports"]  # as setup.py builds them
+    cflags = f"{os.environ.get('CFLAGS', '')} -ffp-contract=off".strip()  # setup.py's SAME_ARITHMETIC
     done = subprocess.run([sys.executable, "-m", "mypyc", *flags, *compiled_modules(root)], cwd=dest,
-                          capture_output=True, text=True, check=False)
+                          env={**os.environ, "CFLAGS": cflags}, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"mypyc could not compile the models:\n{done.stdout[-4000:]}{done.stderr[-4000:]}")
     return dest
