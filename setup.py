@@ -9,20 +9,14 @@ listed there, under ``[tool.spendwatch] compiled``.
 """
 
 import os
-import tomllib
+import sys
 from pathlib import Path
 
 from setuptools import setup
 
 ROOT = Path(__file__).parent
-SAME_ARITHMETIC = "-ffp-contract=off"
-"""No fused multiply-adds: where the CPU has them (aarch64), C compilers fuse ``a * b + c`` into one rounding
-by default, and the compiled models would then differ from the source in the last bit, and so in records."""
-
-
-def compiled_modules() -> list[str]:
-    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["spendwatch"]["compiled"]
-    return sorted(str(path.relative_to(ROOT)) for pattern in patterns for path in ROOT.glob(pattern))
+sys.path.insert(0, str(ROOT / "buildsys"))
+from compile_models import MYPY_FLAGS, cflags, compiled_modules  # noqa: E402  (beside this file, not installed)
 
 
 def ext_modules() -> list[object]:
@@ -31,11 +25,8 @@ def ext_modules() -> list[object]:
     # mypy is in a compiling build's environment only (buildsys/spendwatch_build.py).
     from mypyc.build import mypycify
 
-    # Only the models are type-checked here: the modules they are imported beside are followed silently
-    # (the build environment has mypy, not the rest of the dependencies).
-    flags = ["--follow-imports=silent", "--ignore-missing-imports"]
-    os.environ["CFLAGS"] = f"{os.environ.get('CFLAGS', '')} {SAME_ARITHMETIC}".strip()
-    return list(mypycify([*flags, *compiled_modules()], opt_level="3"))
+    os.environ["CFLAGS"] = cflags()
+    return list(mypycify([*MYPY_FLAGS, *compiled_modules(ROOT)], opt_level="3"))
 
 
 setup(ext_modules=ext_modules())

@@ -16,16 +16,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def compiled_modules(root: Path = ROOT) -> list[str]:
-    """The source files the compiled build compiles, relative to ``root``."""
-    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["spendwatch"]["compiled"]
-    return sorted(str(path.relative_to(root)) for pattern in patterns for path in root.glob(pattern))
+sys.path.insert(0, str(ROOT / "buildsys"))
+from compile_models import MYPY_FLAGS, cflags, compiled_modules  # noqa: E402  (what setup.py compiles, and how)
 
 
 def compiled_copy(dest: Path, root: Path = ROOT) -> Path:
@@ -35,10 +30,8 @@ def compiled_copy(dest: Path, root: Path = ROOT) -> Path:
     error in a model, or no C compiler).
     """
     shutil.copytree(root / "detector", dest / "detector", ignore=shutil.ignore_patterns("__pycache__", "*.so"))
-    flags = ["--follow-imports=silent", "--ignore-missing-imports"]  # as setup.py builds them
-    cflags = f"{os.environ.get('CFLAGS', '')} -ffp-contract=off".strip()  # setup.py's SAME_ARITHMETIC
-    done = subprocess.run([sys.executable, "-m", "mypyc", *flags, *compiled_modules(root)], cwd=dest,
-                          env={**os.environ, "CFLAGS": cflags}, capture_output=True, text=True, check=False)
+    done = subprocess.run([sys.executable, "-m", "mypyc", *MYPY_FLAGS, *compiled_modules(root)], cwd=dest,
+                          env={**os.environ, "CFLAGS": cflags()}, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"mypyc could not compile the models:\n{done.stdout[-4000:]}{done.stderr[-4000:]}")
     return dest

@@ -84,7 +84,7 @@ def test_the_compiled_models_replay_to_the_same_records_and_state_as_the_source(
 
 
 def test_every_module_the_build_compiles_is_a_model():
-    modules = compiled_modules()
+    modules = compiled_modules(ROOT)
     assert "detector/models/level_shift.py" in modules and "detector/models/proportion.py" in modules
     assert all(m.startswith("detector/models/") for m in modules)  # pure logic only: no I/O is compiled
 
