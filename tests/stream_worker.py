@@ -17,11 +17,17 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
+
+WAIT_S = 120.0
+"""How long a test waits for what the processes are to do: ample. It only bounds a failing test; the suite
+runs on two workers at once (pytest-xdist), each test with its own broker and processes, on shared cores."""
 
 TEST_BROKER_ENV = {
     # Tansu 0.6 (memory engine) answers ListOffsets with a wrong end offset when a
@@ -75,7 +81,7 @@ class WorkerProcess:
                     total += sample.value
         return total
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = WAIT_S) -> None:
         """Until the web endpoint answers and the worker holds partitions."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -153,3 +159,19 @@ def _run_poisoned_worker() -> None:
 
 if __name__ == "__main__":
     _run_poisoned_worker()
+
+
+def wait_for(what: str, probe: Callable[[], T], done: Callable[[T], bool], timeout: float = WAIT_S) -> T:
+    """Poll ``probe`` until ``done`` says yes; fail with the last value seen after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = probe()
+        except OSError as exc:  # the worker's web server is not up yet
+            value = exc  # type: ignore[assignment]
+        else:
+            if done(value):
+                return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {value!r}")
+        time.sleep(0.25)

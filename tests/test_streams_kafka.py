@@ -14,18 +14,17 @@ import itertools
 import math
 import signal
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import pytest
 from broker import ONE_RECORD_PER_BATCH, Broker, free_port, running_broker
 from click.testing import CliRunner
-from stream_worker import POISON_FEATURE, WorkerProcess, start_worker
+from stream_worker import POISON_FEATURE, WorkerProcess, start_worker, wait_for
 
 from detector.config import Settings
 from detector.detection_run import engine_for
@@ -42,7 +41,6 @@ from streams.tables import SERIES_TABLE
 
 START = DEFAULT_START.replace(tzinfo=UTC)
 CHANGELOG = f"spendwatch-{SERIES_TABLE}-changelog"
-T = TypeVar("T")
 
 
 def sim_lines(*teams: str, incident: str | None = "prompt_doubling@1d10h:team=growth") -> list[bytes]:
@@ -86,21 +84,6 @@ def assert_same_records(got: dict[Any, dict[str, Any]], want: dict[Any, dict[str
 
 def anomalies_on(b: Broker) -> list[dict[str, Any]]:
     return [orjson.loads(value) for _, value in b.read("spendwatch.anomalies")]
-
-
-def wait_for(what: str, probe: Callable[[], T], done: Callable[[T], bool], timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = probe()
-        except OSError as exc:  # the worker's web server is not up yet
-            value = exc  # type: ignore[assignment]
-        else:
-            if done(value):
-                return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {value!r}")
-        time.sleep(0.25)
 
 
 def handled(worker: WorkerProcess) -> float:
@@ -328,7 +311,7 @@ def test_two_workers_split_the_keys_and_one_takes_over_when_the_other_stops(brok
     owner, other = (first, second) if llm_keys(lines, "growth") & held[0] else (second, first)
     owner.kill(signal.SIGTERM)
     wait_for("the other worker to take all partitions", lambda: other.health()["assigned"],
-             lambda a: len([p for p in a if "by-key" in p]) == 4, timeout=45)
+             lambda a: len([p for p in a if "by-key" in p]) == 4)
     send_lines(broker, after)
     want = records_by_identity(expected)
     got = wait_for("every anomaly", lambda: records_by_identity(anomalies_on(broker)),
@@ -377,7 +360,7 @@ def test_a_running_worker_takes_changed_rule_files_and_answers_as_replay_with_th
 
     touch(rules_dir / "growth.yaml", OFF, 1)  # the prompt-length rule off for the growth team
     wait_for("the worker to take the new file", lambda: worker.health()["rules"]["files"],
-             lambda files: any(f["path"].endswith("growth.yaml") for f in files), timeout=30)
+             lambda files: any(f["path"].endswith("growth.yaml") for f in files))
     send_lines(broker, after)
 
     with_file = tmp_path / "with-file"

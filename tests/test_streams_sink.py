@@ -13,10 +13,10 @@ import inspect
 import math
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaProducer
 from broker import Broker, free_port, running_broker
 from faust.utils.cron import secs_for_next
 from slack_server import TOKEN, FakeSlack, Message, _channel_id
-from stream_worker import WorkerProcess, start_sink, start_worker
+from stream_worker import WorkerProcess, start_sink, start_worker, wait_for
 
 from detector.alerts import AlertPipeline
 from detector.alerts.lifecycle import event_time
@@ -55,7 +55,6 @@ from streams.web import SinkMetrics
 START = DEFAULT_START.replace(tzinfo=UTC)
 INCIDENT = "prompt_doubling@1d10h~3h:team=growth"
 PRICES = PriceTable.packaged()
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -253,16 +252,6 @@ def test_the_monday_digest_posts_the_last_complete_week(slack: FakeSlack, tmp_pa
 
 
 # -- against the broker ------------------------------------------------------------------------------------
-def wait_for(what: str, probe: Callable[[], T], done: Callable[[T], bool], timeout: float = 45.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {value!r}")
-        time.sleep(0.25)
-
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
