@@ -35,6 +35,7 @@ from typing import Any
 
 import pytest
 
+from detector.models import level_state, share_state
 from detector.models.drift import SlowCreep
 from detector.models.gpu_utilization import GpuUtilization
 from detector.models.level_shift import LogLevelShift
@@ -257,6 +258,31 @@ def test_packed_models_share_their_parameters_and_refuse_a_broken_state(case):
         type(a).from_state({k: v for k, v in state.items() if k != clock})
     with pytest.raises(ValueError, match="phase: expected one of learning, watching, shifted; got 'paused'"):
         type(a).from_state(dict(state, phase="paused"))
+
+
+SHIFT_NUMBERS = {"LogLevelShift": level_state.NUMBERS, "ProportionShift": share_state.NUMBERS}
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.name in SHIFT_NUMBERS], ids=lambda c: c.name)
+def test_a_shifts_numbers_are_held_only_while_it_lasts_and_always_saved(case):
+    """Models per series spend their life watching: the numbers that describe a shift cost nothing until one."""
+    numbers, model = SHIFT_NUMBERS[case.name], case.make()
+    end = feed(model, case.stream(100, 1.0, MONDAY), MONDAY + case.quiet_s)
+    assert model.phase == WATCHING and len(model.a) == numbers.core < numbers.size
+    quiet_keys = set(model.to_state())
+    held = []
+
+    def check(m: Any, ts: float) -> None:
+        if m.phase == SHIFTED:
+            held.append(len(m.a))
+            restored = type(m).from_state(json.loads(json.dumps(m.to_state())))
+            assert restored.a == m.a and observe(restored) == observe(m)
+            m.rebaseline(ts)
+
+    feed(model, case.stream(7, case.step, end), end + case.delay_s, check)
+    assert held and set(held) == {numbers.size}, "no shift, or its numbers were not held while it lasted"
+    assert model.phase == WATCHING and len(model.a) == numbers.core
+    assert set(model.to_state()) == quiet_keys
 
 
 def _take(inputs: Stream, until: float) -> Iterator[tuple[float, float]]:

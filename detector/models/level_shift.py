@@ -159,6 +159,7 @@ class LogLevelShift:
         if minute != a[MINUTE]:
             if a[M_N]:
                 self._close_minute(ts)
+                a = self.a  # a shift that began or ended there changed the array
             a[MINUTE], a[M_FIRST], a[M_N], a[M_SUM], a[M_SQ], a[M_RAW] = minute, ts, 0, 0.0, 0.0, 0.0
         a[N] += 1
         if self.phase == LEARNING:
@@ -198,6 +199,7 @@ class LogLevelShift:
         if fresh:
             if a[M_N]:
                 self._close_minute(ts)
+                a = self.a  # a shift that began or ended there changed the array
             a[MINUTE], a[M_FIRST] = minute, ts
         if self.phase == LEARNING:
             if fresh:
@@ -229,10 +231,9 @@ class LogLevelShift:
 
     def close(self, ts: float) -> None:
         """Judge the open minute now (the caller knows no more of it will come); ``ts`` is now."""
-        a = self.a
-        if a[M_N]:
+        if self.a[M_N]:
             self._close_minute(ts)
-            a[M_N:_M_END] = _NO_SUMS
+            self.a[M_N:_M_END] = _NO_SUMS  # (the array of after the close: a shift changes it)
 
     def peek(self, ts: float) -> bool:
         """Judge the open minute early if its requests so far cross the threshold; True if that made a shift.
@@ -319,14 +320,18 @@ class LogLevelShift:
 
     def _maybe_shift(self, direction: int, run: array[float], ts: float) -> None:
         """Judge a run that crossed the threshold (see :func:`~detector.models.level_verdict.judge`)."""
-        verdict = judge(self.a, self.config, direction, run, ts)
+        a = self.a = NUMBERS.widen(self.a)  # room for the shift's numbers, should it be one
+        verdict = judge(a, self.config, direction, run, ts)
         if verdict == SHIFTED:
             self.phase = SHIFTED
-        elif verdict == START_OVER:
+            return
+        self.a = NUMBERS.narrow(a)
+        if verdict == START_OVER:
             self._reset_cusum()
 
     def _end_shift(self) -> None:
         self.phase = WATCHING
+        self.a = NUMBERS.narrow(self.a)
         self._reset_cusum()
 
     def _reset_cusum(self) -> None:

@@ -1,7 +1,7 @@
 """What a :class:`~detector.models.level_shift.LogLevelShift` keeps: its parameters, phases and numbers.
 
-The layout of the packed numbers is the saved state's format, so it lives
-here beside its version: the model and the modules that work on its numbers
+The fields of the packed numbers are the saved state's format (by name:
+their order is only the array's), so they live here beside its version: the model and the modules that work on its numbers
 (:mod:`~detector.models.level_wander`, :mod:`~detector.models.level_verdict`)
 all index the one array with the constants below, and a change to the
 fields is a change of ``STATE_VERSION``.
@@ -46,6 +46,7 @@ NUMBERS = Packed(
         "shift_dir", "shift_onset", "shift_n", "shift_mean", "s_back", "shifted_at",
     ),
     ints=("n", "minutes", "prev_minute", "last_close", "minute", "m_n", "shift_dir", "shift_n"),
+    shifted=("shift_dir", "shift_onset", "shift_n", "shift_mean", "s_back", "shifted_at"),
 )  # fmt: skip
 (
     N, MINUTES, MEAN, VAR, TAU2, ZZ, ZLAG, Z_PREV, PREV_MINUTE, LIM, LAST_CLOSE,

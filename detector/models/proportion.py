@@ -170,6 +170,7 @@ class ProportionShift:
         if minute > a[MINUTE]:  # a late event counts in the open minute
             if a[M_N]:
                 self._close_minute(ts)
+                a = self.a  # a shift that began or ended there changed the array
             a[MINUTE], a[M_FIRST], a[M_K], a[M_N] = minute, ts, hits, trials
         else:
             a[M_K] += hits
@@ -178,10 +179,9 @@ class ProportionShift:
 
     def close(self, ts: float) -> None:
         """Judge the open minute now, when the caller knows it is complete (it fed a minute's total)."""
-        a = self.a
-        if a[M_N]:
+        if self.a[M_N]:
             self._close_minute(ts)
-            a[M_K:_COUNTS_END] = _NO_COUNTS
+            self.a[M_K:_COUNTS_END] = _NO_COUNTS  # (the array of after the close: a shift changes it)
 
     def _close_minute(self, ts: float) -> None:
         """Judge the minute that just ended as one piece of evidence; ``ts`` is now."""
@@ -306,6 +306,7 @@ class ProportionShift:
             return  # large enough, not yet sure enough: the next minutes will tell
         if self._material(direction, bound, p0, 1.0):
             self.phase = SHIFTED
+            a = self.a = NUMBERS.widen(a)  # the shift's numbers are held while it lasts
             a[SHIFT_DIR], a[SHIFT_ONSET], a[SHIFT_N], a[SHIFT_K] = direction, onset, n, k
             a[HS], a[NS], a[S_BACK], a[SHIFTED_AT] = float(k), float(n), 0.0, ts
         else:
@@ -342,6 +343,7 @@ class ProportionShift:
 
     def _end_shift(self) -> None:
         self.phase = WATCHING
+        self.a = NUMBERS.narrow(self.a)
         self._reset_cusum()
 
     def _reset_cusum(self) -> None:

@@ -1,7 +1,7 @@
 """What a :class:`~detector.models.proportion.ProportionShift` keeps: its parameters, phases and numbers.
 
-The layout of the packed numbers is the saved state's format, so it lives
-here beside its version: a change to the fields is a change of
+The fields of the packed numbers are the saved state's format (by name:
+their order is only the array's), so they live here beside its version: a change to the fields is a change of
 ``STATE_VERSION``.
 """
 
@@ -43,12 +43,13 @@ class ShareConfig:
 NUMBERS = Packed(
     (
         "trials", "minutes", "sk", "sn", "skk", "skn", "snn", "minute", "m_first", "m_k", "m_n", "s_up", "s_dn",
-        "shift_dir", "shift_onset", "shift_n", "shift_k", "hs", "ns", "s_back", "shifted_at", "s_big",
+        "s_big", "shift_dir", "shift_onset", "shift_n", "shift_k", "hs", "ns", "s_back", "shifted_at",
     ),
     ints=("trials", "minutes", "minute", "m_k", "m_n", "shift_dir", "shift_n", "shift_k"),
+    shifted=("shift_dir", "shift_onset", "shift_n", "shift_k", "hs", "ns", "s_back", "shifted_at"),
 )  # fmt: skip
 (
     TRIALS, MINUTES, SK, SN, SKK, SKN, SNN, MINUTE, M_FIRST, M_K, M_N, S_UP, S_DN,
-    SHIFT_DIR, SHIFT_ONSET, SHIFT_N, SHIFT_K, HS, NS, S_BACK, SHIFTED_AT, S_BIG,
+    S_BIG, SHIFT_DIR, SHIFT_ONSET, SHIFT_N, SHIFT_K, HS, NS, S_BACK, SHIFTED_AT,
 ) = range(len(NUMBERS))  # fmt: skip
 NUMBERS.check(globals())

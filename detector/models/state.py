@@ -66,6 +66,12 @@ class Packed:
     are fixed-length runs of numbers after the named ones (their start is
     :meth:`offset`), saved as lists.
 
+    ``shifted`` names the last fields, those that describe a shift: they
+    are in the array only while the model is in one (:meth:`widen`,
+    :meth:`narrow`). A model per series spends almost all its life
+    watching, so its array is ``core`` numbers long; saved state always
+    has every field, zero where the array has none.
+
     >>> NUMBERS = Packed(("n", "mean"), ints=("n", "seen"), vectors={"seen": 3})
     >>> N, MEAN = range(2)
     >>> NUMBERS.check({"N": N, "MEAN": MEAN})
@@ -76,12 +82,22 @@ class Packed:
     {'n': 3, 'mean': 2.5, 'seen': [0, 7, 0]}
     >>> NUMBERS.from_dict({"n": 3, "mean": 2.5, "seen": [0, 7, 0]}, "Tiny") == a
     True
+
+    A shift's fields, kept only while there is one:
+
+    >>> SHIFTY = Packed(("n", "onset"), shifted=("onset",))
+    >>> b = SHIFTY.new(n=4)
+    >>> len(b), SHIFTY.to_dict(b)
+    (1, {'n': 4.0, 'onset': 0.0})
+    >>> b = SHIFTY.widen(b); b[1] = 60.0; len(b), len(SHIFTY.narrow(b))
+    (2, 1)
     """
 
-    __slots__ = ("int_names", "ints", "names", "size", "vectors")
+    __slots__ = ("core", "int_names", "ints", "names", "size", "vectors")
 
     def __init__(
-        self, names: Iterable[str], ints: Iterable[str] = (), vectors: Mapping[str, int] | None = None
+        self, names: Iterable[str], ints: Iterable[str] = (), vectors: Mapping[str, int] | None = None,
+        shifted: Iterable[str] = (),
     ) -> None:
         self.names = tuple(names)
         self.ints = frozenset(ints)
@@ -91,6 +107,10 @@ class Packed:
             raise ValueError(f"Packed ints: {sorted(unknown)} are not among the fields {self.names}")
         self.size = len(self.names) + sum(self.vectors.values())
         self.int_names = tuple(name for name in self.names if name in self.ints)
+        shifted = tuple(shifted)
+        if shifted and (self.vectors or self.names[len(self.names) - len(shifted):] != shifted):
+            raise ValueError(f"Packed shifted: {shifted} must be the last fields of {self.names}, with no vectors")
+        self.core = self.size - len(shifted)
 
     def __len__(self) -> int:
         """The named scalar fields (the vectors follow them)."""
@@ -112,13 +132,22 @@ class Packed:
             raise ValueError(f"Packed: index constants of {wrong} do not match their place in {self.names}")
 
     def new(self, **values: float) -> array[float]:
-        """An array with every field zero but ``values``."""
-        a = array("d", [0.0] * self.size)  # from a list: allocated to size, where bytes would over-allocate
+        """An array of the ``core`` fields, every one zero but ``values``."""
+        a = array("d", [0.0] * self.core)  # from a list: allocated to size, where bytes would over-allocate
         for name, value in values.items():
             a[self.names.index(name)] = value
         return a
 
+    def widen(self, a: array[float]) -> array[float]:
+        """``a`` with room for a shift's fields (zero); a new array of exactly that size, or ``a`` if it has them."""
+        return a + array("d", [0.0] * (self.size - len(a))) if len(a) < self.size else a
+
+    def narrow(self, a: array[float]) -> array[float]:
+        """``a`` without a shift's fields: a new array of exactly the ``core`` fields, or ``a`` if it has no more."""
+        return a[: self.core] if len(a) > self.core else a
+
     def to_dict(self, a: array[float]) -> dict[str, Any]:
+        a = self.widen(a)  # every field is saved, zero where a shift's are not held
         state: dict[str, Any] = dict(zip(self.names, a, strict=False))
         for name in self.int_names:
             state[name] = int(state[name])
@@ -145,6 +174,7 @@ class Packed:
 
 PHASES = ("learning", "watching", "shifted")
 """The phases every packed model goes through (its module names them LEARNING, WATCHING, SHIFTED)."""
+SHIFTED = PHASES[2]
 
 
 def packed_state(model: Any, numbers: Packed, version: int, **extra: Any) -> dict[str, Any]:
@@ -160,8 +190,9 @@ def restore_packed(cls: type[M], config: type[Any], numbers: Packed, state: Mapp
     check_version(cls.__name__, state, version)
     model: Any = cls.__new__(cls)
     model.config = restore_config(config, state)
-    model.a = numbers.from_dict(state, cls.__name__)
     model.phase = one_of(cls.__name__, "phase", state["phase"], PHASES)
+    a = numbers.from_dict(state, cls.__name__)
+    model.a = a if model.phase == SHIFTED else numbers.narrow(a)
     return model  # type: ignore[no-any-return]
 
 
