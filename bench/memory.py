@@ -13,7 +13,8 @@ bytes by the module that allocated them (``models/state.py`` builds the
 models' arrays and CUSUM runs, ``monitor.py`` the monitors and model
 objects), and,
 for comparison in the same run, a series carrying only the prompt-length
-model the engine started with.
+model the engine started with; and what a stream worker's ``memory://``
+table holds per series besides (each group's saved state, as JSON bytes).
 
     python bench/memory.py [--series 600] [--minutes 300]
 """
@@ -104,6 +105,29 @@ def model_bytes(engine: Engine) -> dict[str, tuple[int, float]]:
     return {name: (len(v), sum(v) / len(v)) for name, v in sorted(sizes.items())}
 
 
+def table_bytes(engine: Engine) -> tuple[int, int]:
+    """Bytes a worker's ``memory://`` table holds for the engine's groups: as JSON bytes, and as dicts.
+
+    The worker keeps each group's saved state in its table besides the live
+    models; faust's store holds whatever value it is given. It is given the
+    JSON bytes (``streams.tables.encode_state``); as the Python dicts faust
+    would otherwise have kept, the same states take the second figure.
+    """
+    from streams.tables import encode_state
+
+    values = {key: {"v": 1, "state": engine.export_group(key), "applied": {"0": [0, 0]}}
+              for key in sorted(engine.take_touched())}
+    held = []
+    for make in (encode_state, lambda value: value):
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [make(json.loads(json.dumps(value))) for value in values.values()]  # as recovered from a changelog
+        held.append(tracemalloc.get_traced_memory()[0] - before)
+        tracemalloc.stop()
+        del kept
+    return held[0], held[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=600)
@@ -130,6 +154,9 @@ def main() -> None:
     print("by the module that allocated them:       "
           + ", ".join(f"{name} {size / engine.series_count:,.0f} B" for name, size
                       in sorted(by_module.items(), key=lambda kv: -kv[1]) if size >= 0.01 * held))
+    as_bytes, as_dicts = table_bytes(engine)
+    print(f"a worker's table (memory://) also holds: {as_bytes / engine.series_count:8,.0f} bytes per series "
+          f"(its saved state as JSON bytes; as the dicts faust kept before, {as_dicts / engine.series_count:,.0f})")
     print("target (issue): <= 4,096 bytes per active series")
 
 

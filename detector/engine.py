@@ -327,6 +327,7 @@ class Engine:
             del self.series[s.key]
             if not f.members:
                 del self.features[f.key]
+            self._touched_features.add(f.key)  # its group's saved state (a worker's table) must lose it too
             self.evicted += 1
 
     # -- minutes ------------------------------------------------------------------

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import gc
 import importlib.util
+import weakref
 from datetime import UTC
 from typing import Any
 
@@ -13,6 +16,7 @@ from click.testing import CliRunner
 from stream_worker import RaisingPrices
 
 from detector.anomaly import Anomaly
+from detector.config import Settings
 from detector.engine import Engine
 from detector.engine_state import group_key
 from detector.events import Decoder, Event, GpuSample, LlmRequest, UsageSample
@@ -34,6 +38,7 @@ from streams.codecs import (
 from streams.groups import GroupRunner
 from streams.producer import Batcher, bootstrap_servers
 from streams.settings import StreamSettings
+from streams.tables import KeyedTable, decode_state, encode_state
 
 START = DEFAULT_START.replace(tzinfo=UTC)
 
@@ -206,6 +211,60 @@ def test_the_app_declares_versioned_names_and_never_pickles() -> None:
     assert stream.table.changelog_topic.get_topic_name() == "team-x-spendwatch-series-v1-changelog"
     serializers = {stream.app.conf.value_serializer, stream.table.changelog_topic.value_serializer}
     assert "pickle" not in serializers
+
+
+def test_table_values_are_held_as_the_json_bytes_faust_itself_would_write(incident_lines: list[bytes]) -> None:
+    """Bytes, not dicts, in a memory:// store; and a changelog written when faust serialized them reads the same."""
+    from faust.serializers import codecs
+
+    _, engine = replayed(incident_lines[:3000])
+    key = sorted(engine.take_touched())[0]
+    value = {"v": 1, "state": engine.export_group(key), "applied": {"0": [41, 0]}}
+    encoded = encode_state(value)
+    assert encoded == codecs.dumps("json", value)  # the records of a changelog written before are these
+    assert decode_state(codecs.dumps("json", value)) == decode_state(encoded) == orjson.loads(orjson.dumps(value))
+    stream = build_app(StreamSettings())
+    changelog = stream.table.changelog_topic
+    assert (changelog.key_serializer, changelog.value_serializer) == ("json", "raw")  # faust passes our bytes on
+
+
+def test_the_table_lets_go_of_a_batchs_messages_once_its_state_is_written() -> None:
+    """A message bound as its keys' carrier must not outlive the batch: an idle key would keep it for ever."""
+
+    class Message:  # stands in for a faust event: only its lifetime matters here
+        pass
+
+    class Store(dict):  # stands in for the faust table (a unit test of KeyedTable alone)
+        def send_changelog(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    table, message = KeyedTable(Store()), Message()
+    carried = weakref.ref(message)
+    table.bind("llm:a/x", message)
+    table["llm:a/x"] = {"v": 1, "state": {}, "applied": {}}
+    assert table.get("llm:a/x") == {"v": 1, "state": {}, "applied": {}}
+    del message
+    assert carried() is not None  # still the batch's: its state may yet be read or written
+    asyncio.run(table.written())
+    gc.collect()
+    assert carried() is None
+
+
+def test_series_evicted_by_the_bound_leave_the_saved_state_of_their_group_too() -> None:
+    """Otherwise a worker's table would keep every series it ever evicted: memory bounded in the engine only."""
+    runner = GroupRunner(Engine(PriceTable.packaged(), Settings(max_series=20)), table={})
+    t0 = START.timestamp()
+
+    def batch(features: range, first_offset: int) -> list[tuple[str, int, list[Segment]]]:
+        return keyed([LlmRequest(ts=t0 + i, model="gpt-4o", input_tokens=100, output_tokens=10, team="t",
+                                 feature=f"f{i}") for i in features], first_offset, per_message=1)
+
+    first = runner.run(batch(range(20), 0))
+    assert all(write["state"]["features"] for write in first.writes.values())
+    second = runner.run(batch(range(20, 30), 20))
+    gone = [key for key, write in second.writes.items() if not write["state"]["features"]]
+    assert len(gone) >= 10 and all(key in first.writes for key in gone)
+    assert runner.engine.series_count <= 20
 
 
 def test_worker_help_lists_every_setting_with_its_variable() -> None:
