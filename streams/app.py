@@ -26,7 +26,7 @@ from streams.codecs import anomaly_record
 from streams.groups import GroupEngine, GroupRunner
 from streams.rule_reload import RULES_POLL_S, WorkerRules, worker_reloader
 from streams.settings import StreamSettings
-from streams.tables import KeyedTable, declare_series_table
+from streams.tables import KeyedTable, declare_series_table, encode_state
 from streams.topics import Topics, declare_topics
 from streams.web import Metrics, add_pages
 
@@ -67,7 +67,7 @@ def build_app(settings: StreamSettings, engine_factory: EngineFactory = default_
     keyed = KeyedTable(table)
     reloader = worker_reloader(settings, time.time())
     engine = engine_factory(settings, reloader.current)
-    runner = GroupRunner(engine, keyed)
+    runner = GroupRunner(engine, keyed, encode=encode_state)
     metrics = Metrics()
     progress = Progress()
     decode = DecodeStep(Decoder(settings), metrics, engine.partition_key)

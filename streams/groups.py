@@ -73,7 +73,7 @@ class Outcome:
 
     anomalies: list[Anomaly] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
-    writes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    writes: dict[str, Any] = field(default_factory=dict)  # key → table value, as the runner's ``encode`` made it
     processed: int = 0
     skipped: int = 0
 
@@ -91,9 +91,17 @@ class GroupRunner:
     (1, [('0', [5, 0])])
     """
 
-    def __init__(self, engine: GroupEngine, table: SavedStates) -> None:
+    def __init__(self, engine: GroupEngine, table: SavedStates,
+                 encode: Callable[[dict[str, Any]], Any] = lambda value: value) -> None:
+        """``encode`` makes a table value of each group's state as it is exported (the worker: its JSON bytes).
+
+        A batch may touch every group of a worker, and each value waits in
+        :class:`Outcome` until the batch's records are on the broker: as
+        dicts and lists they would take about three times their bytes.
+        """
         self.engine = engine
         self.table = table
+        self.encode = encode
         self._applied: dict[str, dict[str, tuple[int, int]]] = {}  # key → {src partition: (offset, part)}
         self._partition: dict[str, int] = {}  # key → the repartition-topic partition it lives on
 
@@ -132,7 +140,8 @@ class GroupRunner:
         for key in changed:
             if key in self._applied:
                 applied = {p: list(at) for p, at in self._applied[key].items()}
-                out.writes[key] = {"v": STATE_VERSION, "state": self.engine.export_group(key), "applied": applied}
+                out.writes[key] = self.encode(
+                    {"v": STATE_VERSION, "state": self.engine.export_group(key), "applied": applied})
         return out
 
     def revoke(self, partitions: set[int]) -> int:

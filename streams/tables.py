@@ -95,8 +95,8 @@ class KeyedTable:
             raw = self.table.get(key)
         return None if raw is None else decode_state(raw)
 
-    def __setitem__(self, key: str, value: dict[str, Any]) -> None:
-        encoded = encode_state(value)
+    def __setitem__(self, key: str, encoded: bytes) -> None:
+        """Write a value already encoded (:func:`encode_state`: the runner encodes each as it is exported)."""
         with self._as_current(key):
             self.table[key] = encoded
 

