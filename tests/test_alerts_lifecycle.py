@@ -148,6 +148,25 @@ def test_alerts_that_fire_together_arrive_together_in_their_group():
         ((("team", "ads"),), 1), ((("team", "search"),), 3)]
 
 
+def test_an_alert_whose_records_come_after_the_clock_passed_its_whole_life_still_pages_and_resolves():
+    """A restarted sink reads usage faster than the workers produce a backlog's anomalies: the alert clock runs
+    ahead, past an alert's firing and its end, before its records arrive. It lasted hours: it must page."""
+    p, sink = pipeline(routing(wait=30, interval=300, group_by=("team",)))
+    p.push(firing(T0, "a"))
+    p.advance(T0 + 40)  # the team's group looks, pages "a", and waits 5 minutes for its next look
+    late = firing(T0 + 60, "b")
+    p.advance(T0 + 4 * 3600)  # the clock, from usage, hours ahead
+    p.push(late)
+    p.advance(T0 + 60)
+    p.push(resolved(late, T0 + 3 * 3600))
+    p.advance(T0 + 3 * 3600)
+    p.advance(T0 + 5 * 3600)
+    b_notices = [kind for _, kind, episode in sink.notices() if episode == late.id]
+    assert b_notices == [PAGE, "resolved"]
+    assert [b.at for b in sink.batches if any(n.alert.episode == late.id for n in b.notices)] == [
+        sink.batches[-1].at]  # (both in the look that found it over; the resolution follows its page)
+
+
 def test_the_end_of_a_replay_flushes_groups_still_waiting_and_announces_what_cleared():
     p, sink = pipeline(routing(wait=600), for_s=60, flap_s=600)
     a = firing(T0)

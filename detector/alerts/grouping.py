@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from detector.alerts.lifecycle import FIRING, RESOLVED, Alert, Transition, snapshot
 from detector.alerts.routing import Receiver, Route, Routing
@@ -59,9 +59,11 @@ class Batch:
 @dataclass(slots=True)
 class _Member:
     alert: Alert
+    fired_at: float
     sent_at: float | None = None
     notices: int = 0
-    resolved: bool = False
+    resolved_at: float | None = None  # event time its resolution was announced
+    looked: bool = False  # a look saw it firing (and paged it, unless it was muted)
 
 
 @dataclass(slots=True)
@@ -103,7 +105,7 @@ class Grouper:
                 for key in self._by_alert.pop(t.alert.fingerprint, []):
                     member = self.groups[key].members.get(t.alert.fingerprint)
                     if member is not None:
-                        member.resolved, member.alert = True, t.alert
+                        member.resolved_at, member.alert = t.at, t.alert
 
     def _join(self, alert: Alert, at: float) -> None:
         keys = []
@@ -113,7 +115,7 @@ class Grouper:
             group = self.groups.get(key)
             if group is None:
                 group = self.groups[key] = _Group(key, route, receiver, labels, at + route.group_wait_s)
-            group.members[alert.fingerprint] = _Member(alert)
+            group.members[alert.fingerprint] = _Member(alert, at)
             keys.append(key)
         self._by_alert[alert.fingerprint] = keys
 
@@ -138,12 +140,24 @@ class Grouper:
         notices, covered = [], []
         for fp, member in list(group.members.items()):
             alert = member.alert
-            if member.resolved:
+            # The clock can run past an alert's firing and its end before its group looks (a sink
+            # reads usage faster than the workers produce a backlog's anomalies), so what a look
+            # says of an alert is decided by event times, not by what is known when it runs.
+            if member.resolved_at is not None and member.resolved_at <= at:
                 del group.members[fp]
-                if member.sent_at is not None:
-                    notices.append(Notice(RESOLVED, snapshot(alert), member.notices))
-                    covered.append(snapshot(alert))
+                if member.sent_at is None:
+                    if member.looked or member.resolved_at - member.fired_at < group.route.group_wait_s \
+                            or muted(_still_firing(alert), at):
+                        continue  # muted all along, or over before its group would have told anyone
+                    # It fired long enough to page, but no look saw it: its anomalies came late.
+                    notices.append(Notice(PAGE, snapshot(_still_firing(alert)), member.notices))
+                    member.notices += 1
+                notices.append(Notice(RESOLVED, snapshot(alert), member.notices))
+                covered.append(snapshot(alert))
                 continue
+            if member.resolved_at is not None:  # resolved after this look's event time: then, it fired
+                alert = _still_firing(alert)
+            member.looked = True
             if muted(alert, at):
                 continue
             covered.append(snapshot(alert))
@@ -160,3 +174,8 @@ class Grouper:
                       tuple(sorted(covered, key=lambda a: a.state != FIRING)), at, group.seq)
         group.seq += 1
         return batch
+
+
+def _still_firing(alert: Alert) -> Alert:
+    """The alert as it was while it fired (for a page that goes out after its end became known)."""
+    return replace(alert, state=FIRING, quiet_until=None, ended_at=None, resolved_record=None)
