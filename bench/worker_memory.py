@@ -16,7 +16,7 @@ and so, as both topics hold as many events, does what reading and
 buffering them costs (fetch buffers, batches in flight), which a
 resident size keeps at its peak.
 
-    python bench/worker_memory.py [--series 1000] [--minutes 40]
+    python bench/worker_memory.py [--series 4000] [--minutes 40]
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def worker_rss(broker: Broker, tmp: Path, series: int, minutes: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--series", type=int, default=1000, help="N: the worker runs on N and on 2N series")
+    parser.add_argument("--series", type=int, default=4000, help="N: the worker runs on N and on 2N series")
     parser.add_argument("--minutes", type=int, default=40,
                         help="M: minutes of the 2N series' traffic (N series get 2M); at least the 30 of warm-up")
     args = parser.parse_args()
