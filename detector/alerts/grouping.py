@@ -161,7 +161,8 @@ class Grouper:
             if muted(alert, at):
                 continue
             covered.append(snapshot(alert))
-            due_reminder = member.sent_at is not None and at - member.sent_at >= group.route.repeat_interval_s
+            due_reminder = member.sent_at is not None and at - member.sent_at >= group.route.repeat_interval_s \
+                and member.resolved_at is None  # no "still firing" for what is known to be over
             if member.sent_at is None or due_reminder:
                 notices.append(Notice(PAGE if member.sent_at is None else REMINDER, covered[-1], member.notices))
                 member.sent_at, member.notices = at, member.notices + 1
