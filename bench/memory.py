@@ -113,9 +113,10 @@ def table_bytes(engine: Engine) -> tuple[int, int]:
     JSON bytes (``streams.tables.encode_state``); as the Python dicts faust
     would otherwise have kept, the same states take the second figure.
     """
+    from streams.groups import STATE_VERSION
     from streams.tables import encode_state
 
-    values = {key: {"v": 1, "state": engine.export_group(key), "applied": {"0": [0, 0]}}
+    values = {key: {"v": STATE_VERSION, "state": engine.export_group(key), "applied": {"0": [0, 0]}}
               for key in sorted(engine.take_touched())}
     held = []
     for make in (encode_state, lambda value: value):

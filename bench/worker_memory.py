@@ -22,19 +22,16 @@ resident size keeps at its peak.
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
-
-import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from broker import Broker, free_port, running_broker  # tests/broker.py
 
+from bench import memory
 from bench.stream_runs import (
     load_batched,
     spawn,
@@ -42,26 +39,14 @@ from bench.stream_runs import (
     worker_command,
     worker_progress,
 )
+from streams.codecs import event_text
 
-MODELS = ("gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5")
 PARTITIONS = 4
-START = datetime(2026, 11, 16, tzinfo=UTC).timestamp()
 
 
-def traffic(series: int, minutes: int, seed: int = 1) -> list[bytes]:
-    """One request per series per minute, as JSON lines: the traffic of ``bench/memory.py``."""
-    rng = random.Random(seed)
-    lines = []
-    for minute in range(minutes):
-        for i in range(series):
-            ts = datetime.fromtimestamp(START + minute * 60 + i * 0.01, UTC).isoformat(timespec="milliseconds")
-            lines.append(orjson.dumps({
-                "ts": ts.replace("+00:00", "Z"), "model": MODELS[i % len(MODELS)],
-                "team": f"team{(i // len(MODELS)) % 20}", "feature": f"feature{i // len(MODELS)}",
-                "input_tokens": int(rng.lognormvariate(7, 0.5)), "output_tokens": int(rng.lognormvariate(5, 0.5)),
-                "attempt": 2 if rng.random() < 0.02 else 1, "status": "error" if rng.random() < 0.01 else "ok",
-            }))
-    return lines
+def traffic(series: int, minutes: int) -> list[bytes]:
+    """The traffic of ``bench/memory.py`` (one request per series per minute), as JSON lines."""
+    return [event_text(ev).encode() for ev in memory.traffic(series, minutes)]
 
 
 def resident_bytes(pid: int) -> int:
