@@ -204,7 +204,8 @@ def digest_slack(settings: HistorySettings) -> tuple[WebClient, str] | None:
     channel = settings.digest_channel or settings.slack_channel
     if not token or not channel:
         return None
-    client = WebClient(token=token, base_url=settings.slack_api_url, timeout=30, retry_handlers=retry_handlers())
+    client = WebClient(token=token, base_url=settings.slack_api_url, timeout=30,
+                       retry_handlers=retry_handlers(repeat_posts=True))
     return client, channel
 
 

@@ -3,9 +3,19 @@
 It listens on 127.0.0.1 on a free port, answers ``chat.postMessage`` and
 ``chat.update`` under ``/api/`` the way Slack does (``ok``, ``channel``,
 ``ts``, Slack's error codes), keeps the messages so a test can read the
-channel as a person would see it, and records every request. Failures are
-scripted per method: a 429 with Retry-After, a 500 or 503, or a connection
-reset; each scripted failure answers one request, then the server behaves.
+channel as a person would see it, and records every request.
+
+A channel's messages can be read back the way a bot with the history scopes
+reads them: ``conversations.history`` (top-level messages, newest first,
+paged by cursor, metadata only when asked for), ``conversations.replies`` (a
+thread) and ``conversations.list`` (the workspace's channels and those posted
+to). As in Slack, the history methods take a channel id, not a name, and a
+message's ``ts`` is the time of posting, by the server's ``clock``.
+
+Failures are scripted per method: a 429 with Retry-After, a 500 or 503, a
+connection reset before or after the request is carried out, a hang, or one
+of Slack's error codes; each scripted failure answers one request, then the
+server behaves.
 Messages are checked against Block Kit's limits (:func:`block_kit_problems`)
 and a bad one is refused with ``invalid_blocks``, as Slack would.
 
@@ -25,6 +35,7 @@ import threading
 import time
 import zlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -33,6 +44,7 @@ from urllib.parse import parse_qs
 TOKEN = "xoxb-fake-0000-secret-token"
 WEBHOOK_PATH = "/services/T0000/B0000/fake-webhook-secret"
 UPLOAD_PATH = "/upload/v1/"
+WORKSPACE = ("spend", "finops", "pager", "search", "ai-spend", "spendwatch")  # channels that exist from the start
 LIMITS = {"blocks": 50, "header": 150, "section": 3000, "fields": 10, "field": 2000, "context": 10,
           "context_text": 2000}
 
@@ -90,6 +102,7 @@ class Message:
     blocks: list[dict[str, Any]]
     thread_ts: str | None = None
     edits: int = 0
+    metadata: dict[str, Any] | None = None
 
 
 @dataclass
@@ -111,10 +124,13 @@ class FakeSlack:
     """The server; ``start()`` it, point slack-sdk at ``api_url`` / ``webhook_url``, ``stop()`` it."""
 
     token: str = TOKEN
+    clock: Callable[[], float] = time.time  # Slack's clock: each message's ts
     requests: list[Request] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)  # in posting order; webhook ones too
     files: dict[str, File] = field(default_factory=dict)  # by file id, in upload order
+    channels: dict[str, str] = field(default_factory=lambda: {_channel_id(n): n for n in WORKSPACE})  # id → name
     _failures: dict[str, deque[tuple[str, int]]] = field(default_factory=dict)
+    _last_ts: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -149,7 +165,13 @@ class FakeSlack:
         return f"http://127.0.0.1:{self.port}{WEBHOOK_PATH}"
 
     def fail(self, method: str, kind: str, times: int = 1, retry_after: int = 0) -> None:
-        """Script failures for ``method``: kind is "429", "500", "503", "reset" or "hang" (for ``retry_after`` s)."""
+        """Script failures for ``method``.
+
+        ``kind`` is "429", "500", "503"; "reset" (the connection is cut before
+        the request is read); "drop" (the request is carried out, then the
+        connection is cut instead of answering); "hang" (no answer for
+        ``retry_after`` s); or a Slack error code (``missing_scope``).
+        """
         with self._lock:
             self._failures.setdefault(method, deque()).extend([(kind, retry_after)] * times)
 
@@ -184,21 +206,61 @@ class FakeSlack:
                 return 200, self._upload_url(body)
             if method == "files.completeUploadExternal":
                 return 200, self._complete_upload(body)
+            if method == "conversations.history":
+                return 200, self._history(body)
+            if method == "conversations.replies":
+                return 200, self._replies(body)
+            if method == "conversations.list":
+                return 200, {"ok": True, "channels": [{"id": i, "name": n} for i, n in self.channels.items()],
+                             "response_metadata": {"next_cursor": ""}}
             return 404, {"ok": False, "error": "unknown_method"}
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         problems = block_kit_problems(body)
         if problems:
             return {"ok": False, "error": "invalid_blocks", "errors": problems}
-        channel = _channel_id(body.get("channel", ""))
+        name = body.get("channel", "")
+        channel = _channel_id(name)
         if not channel:
             return {"ok": False, "error": "channel_not_found"}
+        if channel != name:
+            self.channels[channel] = name.lstrip("#")
         thread_ts = body.get("thread_ts")
         if thread_ts and not any(m.channel == channel and m.ts == thread_ts for m in self.messages):
             return {"ok": False, "error": "thread_not_found"}
-        ts = f"{1_700_000_000 + len(self.messages)}.{len(self.messages):06d}"
-        self.messages.append(Message(channel, ts, body["text"], body["blocks"], thread_ts))
+        self._last_ts = max(self.clock(), self._last_ts + 1e-6)  # unique, increasing, as Slack's are
+        ts = f"{self._last_ts:.6f}"
+        self.messages.append(Message(channel, ts, body["text"], body["blocks"], thread_ts,
+                                     metadata=body.get("metadata")))
         return {"ok": True, "channel": channel, "ts": ts, "message": {"text": body["text"]}}
+
+    def _history(self, body: dict[str, Any]) -> dict[str, Any]:
+        channel = body.get("channel", "")
+        if channel not in self.channels and channel not in {m.channel for m in self.messages}:
+            return {"ok": False, "error": "channel_not_found"}  # names too: Slack wants the id here
+        found = [m for m in self.messages if m.channel == channel and m.thread_ts is None]
+        return self._page(found[::-1], body)
+
+    def _replies(self, body: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = body.get("channel", ""), body.get("ts", "")
+        parent = [m for m in self.messages if m.channel == channel and m.ts == ts and m.thread_ts is None]
+        if not parent:
+            return {"ok": False, "error": "thread_not_found"}
+        return self._page(parent + [m for m in self.messages if m.channel == channel and m.thread_ts == ts], body)
+
+    def _page(self, found: list[Message], body: dict[str, Any]) -> dict[str, Any]:
+        """One page of ``found`` after ``oldest``: ``limit`` messages from ``cursor`` (an offset here)."""
+        oldest = float(body.get("oldest") or 0)
+        found = [m for m in found if float(m.ts) > oldest]
+        start, limit = int(body.get("cursor") or 0), int(body.get("limit") or 100)
+        page = found[start:start + limit]
+        with_metadata = str(body.get("include_all_metadata", "")).lower() in ("1", "true")
+        more = start + limit < len(found)
+        return {
+            "ok": True, "has_more": more,
+            "messages": [_as_seen(m, with_metadata) for m in page],
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
 
     def _update(self, body: dict[str, Any]) -> dict[str, Any]:
         problems = block_kit_problems(body)
@@ -252,6 +314,15 @@ class FakeSlack:
         return {"ok": True, "files": shared}
 
 
+def _as_seen(m: Message, with_metadata: bool) -> dict[str, Any]:
+    seen: dict[str, Any] = {"type": "message", "ts": m.ts, "text": m.text, "blocks": m.blocks}
+    if m.thread_ts:
+        seen["thread_ts"] = m.thread_ts
+    if with_metadata and m.metadata:
+        seen["metadata"] = m.metadata
+    return seen
+
+
 def _channel_id(name: str) -> str:
     """Slack answers with channel ids; a name maps to a stable fake one."""
     if not name:
@@ -263,6 +334,11 @@ def _channel_id(name: str) -> str:
 
 def _handler_for(slack: FakeSlack) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            """The read methods slack-sdk sends as GET with the arguments in the query."""
+            path, _, query = self.path.partition("?")
+            self._handle(path.removeprefix("/api/"), {k: v[0] for k, v in parse_qs(query).items()})
+
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             headers = {k.lower(): v for k, v in self.headers.items()}
@@ -281,10 +357,17 @@ def _handler_for(slack: FakeSlack) -> type[BaseHTTPRequestHandler]:
             body = _decode(raw, headers.get("content-type", ""))
             if method.startswith("files.") and "?" in self.path:
                 body = {**{k: v[0] for k, v in parse_qs(self.path.split("?", 1)[1]).items()}, **body}
+            self._handle(method, body)
+
+        def _handle(self, method: str, body: dict[str, Any]) -> None:
+            headers = {k.lower(): v for k, v in self.headers.items()}
             request = Request(method, headers, body)
             with slack._lock:
                 slack.requests.append(request)
             failure = slack._next_failure(method)
+            if failure is not None and failure[0] == "drop":
+                slack._answer(method, headers, body)  # Slack acts on it; the answer never arrives
+                failure = ("reset", 0)
             if failure is not None:
                 request.answer = failure[0]
                 self._fail(*failure)
@@ -307,6 +390,9 @@ def _handler_for(slack: FakeSlack) -> type[BaseHTTPRequestHandler]:
                 return
             if kind == "429":
                 self._send(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)})
+                return
+            if not kind.isdigit():  # one of Slack's error codes, e.g. missing_scope
+                self._send(200, {"ok": False, "error": kind})
                 return
             self._send(int(kind), "<html><body>Slack is having trouble</body></html>")
 

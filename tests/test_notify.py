@@ -20,13 +20,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
+from slack_sdk.http_retry.builtin_interval_calculators import (
+    FixedValueRetryIntervalCalculator,
+)
 from slack_sdk.webhook import WebhookClient
 from slack_server import TOKEN, WEBHOOK_PATH, FakeSlack, block_kit_problems
 
 from detector.anomaly import Anomaly, anomaly_id, money, rfc3339
 from detector.errors import ConfigError
-from detector.notify.escape import ANGLE_LOOKALIKES, FORMATTING_LOOKALIKES, clip, escape_mrkdwn, escape_plain
+from detector.notify.escape import (
+    ANGLE_LOOKALIKES,
+    FORMATTING_LOOKALIKES,
+    clip,
+    escape_mrkdwn,
+    escape_plain,
+)
 from detector.notify.outbox import SCHEMA_VERSION, Outbox
 from detector.notify.render import (
     Driver,
@@ -36,7 +44,7 @@ from detector.notify.render import (
     render_summary,
     silence_command,
 )
-from detector.notify.slack import SlackNotifier
+from detector.notify.slack import NOTICE_EVENT, SlackNotifier
 from detector.notify.transport import retry_handlers
 
 T0 = datetime(2026, 11, 16, 15, 0, tzinfo=UTC).timestamp()
@@ -358,8 +366,8 @@ def test_firing_then_resolved_goes_into_the_thread_and_updates_the_original(slac
     assert notifier.deliver_pending().delivered == () and len(slack.requests) == 3
 
 
-@pytest.mark.parametrize("kind", ["429", "500", "503", "reset"])
-def test_slack_sdk_retries_rate_limits_server_errors_and_resets(kind, slack, make_notifier):
+@pytest.mark.parametrize("kind", ["429", "500", "503"])
+def test_slack_sdk_retries_rate_limits_and_server_errors(kind, slack, make_notifier):
     random.seed(3)  # slack-sdk adds up to a second of random jitter to Retry-After
     slack.fail("chat.postMessage", kind, times=1, retry_after=0)
     notifier = make_notifier(slack, Clock(T0), retries=2)
@@ -368,6 +376,135 @@ def test_slack_sdk_retries_rate_limits_server_errors_and_resets(kind, slack, mak
     assert report.delivered == ((anomaly(0).id, "firing"),)
     assert [c.answer for c in slack.calls("chat.postMessage")] == [kind, "ok"]
     assert len(slack.messages) == 1
+
+
+def resolved_with_failing_updates(slack, make_notifier, kind: str, times: int, retries: int):
+    """A paged alert resolved while chat.update fails ``times`` times with ``kind``; the round's report."""
+    clock = Clock(T0)
+    notifier = make_notifier(slack, clock, retries=retries)
+    notifier.notify(anomaly(0))
+    notifier.deliver_pending()
+    slack.fail("chat.update", kind, times=times)
+    notifier.notify(anomaly(0).resolve(rfc3339(T0), "back to normal"))
+    return notifier, clock, notifier.deliver_pending()
+
+
+def test_slack_sdk_retries_a_reset_update_at_once(slack, make_notifier):
+    _, _, report = resolved_with_failing_updates(slack, make_notifier, "reset", times=1, retries=2)
+    assert len(report.delivered) == 1
+    assert [c.answer for c in slack.calls("chat.update")] == ["reset", "ok"]  # an edit is safe to repeat
+
+
+@pytest.mark.parametrize("repeat_posts", [False, True])
+def test_slack_sdk_repeats_a_cut_off_post_only_where_no_outbox_looks_for_it(repeat_posts, slack):
+    """The weekly digest has no outbox: its post is repeated at once, at the risk of a second copy."""
+    client = WebClient(token=TOKEN, base_url=slack.api_url, retry_handlers=retry_handlers(
+        2, FAST, repeat_posts=repeat_posts))
+    slack.fail("chat.postMessage", "reset", times=1)
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "digest"}}]
+    if repeat_posts:
+        client.chat_postMessage(channel="#finops", text="digest", blocks=blocks)
+    else:
+        with pytest.raises(ConnectionResetError):
+            client.chat_postMessage(channel="#finops", text="digest", blocks=blocks)
+    assert [c.answer for c in slack.calls("chat.postMessage")] == (["reset", "ok"] if repeat_posts else ["reset"])
+
+
+@pytest.mark.parametrize("kind", ["reset", "drop"])
+def test_a_cut_off_post_is_looked_for_in_the_channel_before_it_is_sent_again(kind, slack, make_notifier):
+    """A post cut off before its answer may or may not be in the channel: it ends up there exactly once.
+
+    "reset": the connection broke before Slack read the post; "drop": Slack
+    posted it and the answer was lost. slack-sdk must not repeat such a post
+    at once; the outbox's next attempt finds the dropped one by its metadata.
+    """
+    clock = Clock(T0)
+    slack.clock = clock
+    slack.fail("chat.postMessage", kind, times=1)
+    notifier = make_notifier(slack, clock, retries=2, backoff_s=30.0)
+    notifier.notify(anomaly(0))
+    [(key, err)] = notifier.deliver_pending().failed
+    assert err.status_code is None and len(slack.calls("chat.postMessage")) == 1  # not repeated by slack-sdk
+    assert len(slack.messages) == (1 if kind == "drop" else 0)
+    clock.t += 30
+    assert notifier.deliver_pending().delivered == (key,)
+    assert len(slack.calls("conversations.history")) == 1
+    assert len(slack.calls("chat.postMessage")) == (1 if kind == "drop" else 2)
+    [page] = slack.messages
+    assert notifier.outbox.get(key).message_ts == page.ts  # the resolved notice will find its thread
+    notifier.notify(anomaly(0).resolve(rfc3339(T0 + 60), "back to normal"))
+    clock.t += 60
+    assert len(notifier.deliver_pending().delivered) == 1
+    assert [m.thread_ts for m in slack.messages] == [None, page.ts] and page.edits == 1
+
+
+def test_a_dropped_reply_in_the_thread_is_found_there_and_not_posted_again(slack, make_notifier):
+    clock = Clock(T0)
+    slack.clock = clock
+    notifier = make_notifier(slack, clock, retries=2, backoff_s=30.0)
+    notifier.notify(anomaly(0))
+    notifier.deliver_pending()
+    slack.fail("chat.postMessage", "drop", times=1)
+    resolved = anomaly(0).resolve(rfc3339(T0), "back to normal")
+    notifier.notify(resolved)
+    clock.t += 60
+    assert notifier.deliver_pending().failed
+    clock.t += 30
+    assert len(notifier.deliver_pending().delivered) == 1
+    assert [r.answer for r in slack.calls("conversations.replies")] == ["ok"]
+    [page, reply] = slack.messages
+    assert reply.thread_ts == page.ts and page.edits == 1  # one reply; the original still rewritten
+
+
+def test_a_sink_killed_after_slack_took_the_page_finds_it_on_restart(slack, make_notifier):
+    """The state a kill -9 leaves: the attempt counted and the message in Slack, but no ts in the outbox."""
+    clock = Clock(T0)
+    slack.clock = clock
+    killed = make_notifier(slack, clock)
+    killed.notify(anomaly(0))
+    [row] = killed.outbox.due(now=clock())
+    killed.outbox.note_attempt(row.key)
+    killed.transport.post("#spend", render_alert(row.payload),  # what _post_once sends, then the kill
+                          metadata={"event_type": NOTICE_EVENT, "event_payload": {"key": row.alert_id,
+                                                                                  "status": "firing"}})
+    killed.close()
+    clock.t += 5
+    restarted = make_notifier(slack, clock)
+    restarted.notify(anomaly(0))  # the stream redelivers
+    assert restarted.deliver_pending().delivered == (row.key,)
+    assert len(slack.messages) == 1
+    assert [r.method for r in slack.requests if r.method.startswith("conversations.")] == [
+        "conversations.list", "conversations.history"]  # #spend by name: its id is looked up once
+    assert restarted.outbox.get(row.key).message_ts == slack.messages[0].ts
+
+
+def dropped_page_whose_lookup_fails(slack, make_notifier, answer: str, times: int):
+    """A page Slack took without answering; at its retry (due now), the channel search answers ``answer``."""
+    clock = Clock(T0)
+    slack.clock = clock
+    slack.fail("chat.postMessage", "drop", times=1)
+    slack.fail("conversations.history", answer, times=times)
+    notifier = make_notifier(slack, clock, backoff_s=30.0)
+    notifier.notify(anomaly(0))
+    notifier.deliver_pending()
+    clock.t += 30
+    return notifier, clock
+
+
+def test_without_the_history_scope_a_cut_off_post_is_sent_again_not_lost(slack, make_notifier, caplog):
+    notifier, _ = dropped_page_whose_lookup_fails(slack, make_notifier, "missing_scope", times=1)
+    with caplog.at_level(logging.WARNING, logger="detector.notify.slack"):
+        assert len(notifier.deliver_pending().delivered) == 1
+    assert len(slack.messages) == 2  # at least once: the page went out again rather than not at all
+    assert "cannot check Slack for an earlier post" in caplog.text and "missing_scope" in caplog.text
+
+
+def test_a_lookup_while_slack_is_down_leaves_the_row_pending(slack, make_notifier):
+    notifier, clock = dropped_page_whose_lookup_fails(slack, make_notifier, "503", times=3)
+    report = notifier.deliver_pending()
+    assert report.failed and report.failed[0][1].method == "conversations.history" and report.pending == 1
+    clock.t += 60
+    assert len(notifier.deliver_pending().delivered) == 1 and len(slack.messages) == 1
 
 
 def test_a_slack_that_hangs_times_out_and_the_message_is_sent_once_later(slack, make_notifier):
@@ -418,13 +555,7 @@ def test_backoff_doubles_up_to_its_cap_and_later_rows_still_go(slack, make_notif
 
 
 def test_a_half_done_resolved_notice_resumes_without_a_second_reply(slack, make_notifier):
-    clock = Clock(T0)
-    notifier = make_notifier(slack, clock, retries=1)
-    notifier.notify(anomaly(0))
-    notifier.deliver_pending()
-    slack.fail("chat.update", "500", times=2)
-    notifier.notify(anomaly(0).resolve(rfc3339(T0), "back to normal"))
-    report = notifier.deliver_pending()
+    notifier, clock, report = resolved_with_failing_updates(slack, make_notifier, "500", times=2, retries=1)
     assert report.failed and report.failed[0][1].method == "chat.update"
     clock.t += 3600
     assert notifier.deliver_pending().delivered == ((anomaly(0).id, "resolved"),)
@@ -473,7 +604,11 @@ def test_an_outage_then_a_restart_delivers_every_notification_exactly_once(tmp_p
         assert mentions_id(reply.blocks, records[0])
         clock.t += 7200
         assert second.deliver_pending().delivered == ()
-        assert len(slack.requests) == 6  # 4 alerts, 1 reply, 1 update
+        posts = [r.method for r in slack.requests if r.method.startswith("chat.")]
+        assert len(posts) == 6  # 4 alerts, 1 reply, 1 update
+        # Only the page tried during the outage was looked for first (the name resolved once):
+        assert [r.method for r in slack.requests if r.method.startswith("conversations.")] == [
+            "conversations.list", "conversations.history"]
     finally:
         slack.stop()
 
@@ -535,7 +670,7 @@ def test_the_token_never_reaches_a_log_line_an_error_or_a_repr(tmp_path, slack, 
         notifier.notify(anomaly(0))
         refused = notifier.deliver_pending()  # the fake knows another token: invalid_auth
         slack.token = secret
-        slack.fail("chat.postMessage", "reset", times=2)
+        slack.fail("chat.postMessage", "reset", times=1)  # a post is not repeated at once (it may be in)
         clock.t += 600
         reset = notifier.deliver_pending()
         errors = [err for _, err in refused.failed + reset.failed]

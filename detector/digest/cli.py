@@ -51,7 +51,8 @@ def _slack_client(settings: HistorySettings) -> tuple[WebClient, str]:
             "--slack needs a bot token (SPENDWATCH_SLACK_TOKEN or SPENDWATCH_SLACK_TOKEN_FILE) and a channel "
             "(SPENDWATCH_DIGEST_CHANNEL or SPENDWATCH_SLACK_CHANNEL); an incoming webhook cannot upload charts"
         )
-    return WebClient(token=token, base_url=settings.slack_api_url, timeout=30, retry_handlers=retry_handlers()), channel
+    handlers = retry_handlers(repeat_posts=True)
+    return WebClient(token=token, base_url=settings.slack_api_url, timeout=30, retry_handlers=handlers), channel
 
 
 @click.command("digest")

@@ -226,6 +226,14 @@ class Outbox:
         ).fetchone()
         return None if r is None else _row(r)
 
+    def channel_id(self, channel: str) -> str | None:
+        """The id Slack answered with for a channel some row was posted to by this name, if any."""
+        r = self._db.execute(
+            "SELECT message_channel FROM notifications WHERE channel = ? AND message_channel IS NOT NULL "
+            "AND message_channel != '' LIMIT 1", (channel,)
+        ).fetchone()
+        return None if r is None else str(r[0])
+
     def count(self, state: str) -> int:
         if state not in STATES:
             raise ValueError(f"outbox: state must be one of {', '.join(STATES)}, found {state!r}")

@@ -15,9 +15,14 @@ older than ``max_age_s`` go out as one summary instead of a flood.
 
 Slack has no idempotency key, so each step is written down the moment Slack
 answers: the firing message's ts, then for a resolved notice the thread reply
-and the update separately. A retry skips every step already done; only a
+and the update separately. A retry skips every step already done. What a
 crash between Slack's answer and that write (or an answer lost after Slack
-acted) can repeat one message.
+acted) leaves unknown is read back from Slack: every post carries its
+outbox key as message metadata, and before posting a row again that an
+earlier attempt may have posted, the channel (or thread) is searched for it
+(:meth:`SlackTransport.find_posted`; the bot needs the history scopes, and
+``channels:read`` when the channel is set by name). Without those scopes
+the row is posted again, as before: at least once, never lost.
 """
 
 from __future__ import annotations
@@ -53,6 +58,9 @@ from detector.notify.transport import (
 )
 
 log = logging.getLogger(__name__)
+
+NOTICE_EVENT = "spendwatch_notice"  # the metadata event type of every message we post
+LOOKBACK_S = 300.0  # search from this long before a row was enqueued (clocks differ)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,35 +235,65 @@ class SlackNotifier:
         if row.message_ts is not None:
             return
         message = render_reminder(row.payload, at=str(row.payload.get("notice_at") or row.payload["detected_at"]))
-        if firing is not None and firing.message_ts:
-            channel, ts = self.transport.post(firing.message_channel, message, thread_ts=firing.message_ts)
-        else:  # no thread to reply in (webhook, or the alert went out in a summary)
-            channel, ts = self.transport.post(row.channel, message)
-        self.outbox.record_message(row.key, channel=channel, ts=ts or "")
+        if firing is not None and firing.message_ts:  # no thread when by webhook or summarised
+            self._post_once(row, firing.message_channel, message, thread_ts=firing.message_ts)
+        else:
+            self._post_once(row, row.channel, message)
 
     def _send_firing(self, row: OutboxRow) -> None:
         if row.message_ts is not None:
             return  # posted before a crash or a failed write; never post it again
-        channel, ts = self.transport.post(row.channel, render_alert(row.payload))
-        if ts is not None:
-            self.outbox.record_message(row.key, channel=channel, ts=ts)
+        self._post_once(row, row.channel, render_alert(row.payload))
 
     def _send_resolved(self, row: OutboxRow, firing: OutboxRow | None) -> None:
         rendered = render_resolved(row.payload, firing=firing.payload if firing else None)
         thread = firing if firing is not None and firing.message_ts else None
         if thread is None:  # no message to thread on (webhook, or the firing was summarised)
             if row.message_ts is None:
-                channel, ts = self.transport.post(row.channel, rendered.original)
-                self.outbox.record_message(row.key, channel=channel, ts=ts or "")
+                self._post_once(row, row.channel, rendered.original)
             return
         if row.message_ts is None:
-            channel, ts = self.transport.post(
-                thread.message_channel, rendered.reply, thread_ts=thread.message_ts
-            )
-            self.outbox.record_message(row.key, channel=channel, ts=ts or "")
+            self._post_once(row, thread.message_channel, rendered.reply, thread_ts=thread.message_ts)
         if not row.original_updated and thread.message_channel:
             self.transport.update(thread.message_channel, thread.message_ts, rendered.original)
             self.outbox.record_original_updated(row.key)
+
+    def _post_once(self, row: OutboxRow, channel: str | None, message: dict[str, Any], *,
+                   thread_ts: str | None = None) -> None:
+        """Post the row's message and write down where it went, unless an earlier attempt already posted it."""
+        marker = {"event_type": NOTICE_EVENT, "event_payload": {"key": row.alert_id, "status": row.status}}
+        where: tuple[str, str | None] | None = self._posted_before(row, channel, marker, thread_ts)
+        if where is not None:
+            log.info("alert %s (%s): the earlier attempt reached Slack; not posting it again",
+                     row.alert_id, row.status)
+        else:
+            where = self.transport.post(channel, message, thread_ts=thread_ts, metadata=marker)
+        self.outbox.record_message(row.key, channel=where[0], ts=where[1] or "")
+
+    def _posted_before(self, row: OutboxRow, channel: str | None, marker: dict[str, Any],
+                       thread_ts: str | None) -> tuple[str, str] | None:
+        """Where an earlier attempt's post landed, when Slack took it but the outbox never heard.
+
+        Only a row with an earlier attempt is looked for. A search Slack
+        refuses (a missing scope, a channel the bot cannot read) is logged
+        and the row is posted: a second message is better than a lost page.
+        """
+        if not row.attempts or self.transport.mode != "web_api" or not channel:
+            return None
+        try:
+            channel_id = self.outbox.channel_id(channel) or self.transport.channel_id(channel)
+            if channel_id is None:
+                log.warning("alert %s: channel %s not found by name; posting without checking for an "
+                            "earlier post (set SPENDWATCH_SLACK_CHANNEL to the channel id)", row.alert_id, channel)
+                return None
+            ts = self.transport.find_posted(channel_id, marker, oldest=row.enqueued_at - LOOKBACK_S,
+                                            thread_ts=thread_ts)
+        except DeliveryError as err:
+            if err.unavailable:
+                raise
+            log.warning("alert %s: cannot check Slack for an earlier post (%s); posting it", row.alert_id, err)
+            return None
+        return None if ts is None else (channel_id, ts)
 
     def _summarise(self, run: _Round, stale: list[OutboxRow]) -> None:
         reason = "a Slack outage" if any(r.attempts for r in stale) else "a delivery backlog"

@@ -17,28 +17,42 @@ URL when it retries).
 
 from __future__ import annotations
 
+import functools
 import http.client
 import logging
-from collections.abc import Callable, Iterable
+import re
+import socket
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.error import URLError
 from urllib.parse import urlsplit
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_sdk.http_retry import RetryHandler, RetryIntervalCalculator
+from slack_sdk.http_retry import (
+    HttpRequest,
+    HttpResponse,
+    RetryHandler,
+    RetryIntervalCalculator,
+    RetryState,
+)
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
     ServerErrorRetryHandler,
 )
-from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
+from slack_sdk.http_retry.builtin_interval_calculators import (
+    BackoffRetryIntervalCalculator,
+)
 from slack_sdk.webhook import WebhookClient
 
 from detector.errors import ConfigError, SpendwatchError
 
 T = TypeVar("T")
 UNAVAILABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{8,}")
+PAGE = 200  # messages or channels per page when reading back
 
 
 class DeliveryError(SpendwatchError):
@@ -106,6 +120,11 @@ SDK_REDACTOR = Redactor()
 SDK_LOGGER.addFilter(SDK_REDACTOR)
 
 
+def _same_metadata(found: Any, wanted: Mapping[str, Any]) -> bool:
+    return (isinstance(found, dict) and found.get("event_type") == wanted.get("event_type")
+            and found.get("event_payload") == wanted.get("event_payload"))
+
+
 def read_secret_file(path: str | Path, *, what: str) -> str:
     """A secret from a file (a mounted Kubernetes or Docker secret); errors never quote its content.
 
@@ -127,17 +146,45 @@ def read_secret_file(path: str | Path, *, what: str) -> str:
     return text
 
 
+class UnsentPostRetryHandler(ConnectionErrorRetryHandler):
+    """slack-sdk's connection-error retries, except for a post Slack may already have taken.
+
+    A connection reset or a dropped answer to ``chat.postMessage`` can come
+    after Slack posted the message, and sending it again blindly posts it
+    twice. Such a post is left to the outbox, which looks in the channel
+    before trying again; a post whose connection was refused never left, and
+    is retried here. Every other method is safe to repeat.
+    """
+
+    def _can_retry(self, *, state: RetryState, request: HttpRequest, response: HttpResponse | None = None,
+                   error: Exception | None = None) -> bool:
+        if request.url.rstrip("/").endswith("/chat.postMessage") and not _never_sent(error):
+            return False
+        return super()._can_retry(state=state, request=request, response=response, error=error)
+
+
+def _never_sent(error: Exception | None) -> bool:
+    reason = error.reason if isinstance(error, URLError) else error
+    return isinstance(reason, ConnectionRefusedError | socket.gaierror)
+
+
 def retry_handlers(
-    max_retry_count: int = 2, interval_calculator: RetryIntervalCalculator | None = None
+    max_retry_count: int = 2, interval_calculator: RetryIntervalCalculator | None = None, *,
+    repeat_posts: bool = False,
 ) -> list[RetryHandler]:
     """slack-sdk's handlers for a broken connection, a 429 (it sleeps Retry-After) and a 500/503.
 
+    ``repeat_posts`` lets slack-sdk resend a post cut off mid-answer: for a
+    weekly digest, which has no outbox behind it, twice is better than not
+    at all.
+
     >>> [type(h).__name__ for h in retry_handlers(1)]
-    ['ConnectionErrorRetryHandler', 'RateLimitErrorRetryHandler', 'ServerErrorRetryHandler']
+    ['UnsentPostRetryHandler', 'RateLimitErrorRetryHandler', 'ServerErrorRetryHandler']
     """
     calc = interval_calculator or BackoffRetryIntervalCalculator(backoff_factor=0.5)
+    connection = ConnectionErrorRetryHandler if repeat_posts else UnsentPostRetryHandler
     return [
-        ConnectionErrorRetryHandler(max_retry_count=max_retry_count, interval_calculator=calc),
+        connection(max_retry_count=max_retry_count, interval_calculator=calc),
         RateLimitErrorRetryHandler(max_retry_count=max_retry_count, interval_calculator=calc),
         ServerErrorRetryHandler(max_retry_count=max_retry_count, interval_calculator=calc),
     ]
@@ -154,6 +201,7 @@ class SlackTransport:
         if client is None and webhook is None:
             raise ConfigError("Slack: expected a Web API client or an incoming webhook, found neither")
         self.client, self.webhook = client, webhook
+        self._channel_ids: dict[str, str] = {}
         self.redactor = Redactor([
             client.token if client is not None else None, webhook.url if webhook is not None else None,
         ])
@@ -167,9 +215,15 @@ class SlackTransport:
         return f"SlackTransport(mode={self.mode!r})"
 
     def post(
-        self, channel: str | None, message: dict[str, Any], *, thread_ts: str | None = None
+        self, channel: str | None, message: dict[str, Any], *, thread_ts: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> tuple[str, str | None]:
-        """Post a message; returns Slack's channel id and ts (webhook: the channel given, no ts)."""
+        """Post a message; returns Slack's channel id and ts (webhook: the channel given, no ts).
+
+        ``metadata`` (``event_type``, ``event_payload``) travels with the
+        message, invisible to readers, so that :meth:`find_posted` can
+        recognise it later (webhooks carry none).
+        """
         if self.client is None:
             self._webhook_send(message)
             return channel or "", None
@@ -177,8 +231,74 @@ class SlackTransport:
         response = self._call("chat.postMessage", lambda: client.chat_postMessage(
             channel=channel, text=message["text"], blocks=message["blocks"], thread_ts=thread_ts,
             parse="none", link_names=False, unfurl_links=False, unfurl_media=False,
+            metadata=dict(metadata) if metadata else None,
         ))
         return str(response.get("channel") or channel), str(response["ts"])
+
+    def find_posted(
+        self, channel: str, metadata: Mapping[str, Any], *, oldest: float, thread_ts: str | None = None,
+        pages: int = 5,
+    ) -> str | None:
+        """The ts of a message in ``channel`` (or in the thread ``thread_ts``) that carries ``metadata``.
+
+        Slack has no idempotency key: a post whose answer was lost (a crash, a
+        dropped connection) may have gone out all the same, and its metadata
+        is how it is recognised. Reads messages newer than ``oldest`` (epoch
+        seconds), newest first, at most ``pages`` pages; needs the
+        ``channels:history`` scope (``groups:history`` for a private channel)
+        and a channel id, not a name (see :meth:`channel_id`).
+        """
+        client = self.client
+        if client is None:
+            return None
+        since = f"{oldest:.6f}"
+
+        def read(cursor: str | None) -> Any:
+            if thread_ts:
+                return client.conversations_replies(channel=channel, ts=thread_ts, oldest=since,
+                                                    include_all_metadata=True, limit=PAGE, cursor=cursor)
+            return client.conversations_history(channel=channel, oldest=since, include_all_metadata=True,
+                                                limit=PAGE, cursor=cursor)
+
+        method = "conversations.replies" if thread_ts else "conversations.history"
+        cursor: str | None = None
+        for _ in range(pages):
+            response = self._call(method, functools.partial(read, cursor))
+            for message in response.get("messages") or []:
+                if message.get("ts") != thread_ts and _same_metadata(message.get("metadata"), metadata):
+                    return str(message["ts"])
+            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+            if cursor is None:
+                return None
+        return None
+
+    def channel_id(self, channel: str, *, pages: int = 10) -> str | None:
+        """Slack's id for a channel given by name (``#spend``), which the history methods need.
+
+        An id is returned as it is; a public channel's name is looked up once
+        with ``conversations.list`` (the ``channels:read`` scope) and kept.
+        None when no public channel has that name (a private channel is
+        named by its id).
+        """
+        if CHANNEL_ID.fullmatch(channel):
+            return channel
+        name = channel.lstrip("#")
+        if name in self._channel_ids or self.client is None:
+            return self._channel_ids.get(name)
+        client, cursor = self.client, None
+        for _ in range(pages):
+            response = self._call("conversations.list", functools.partial(
+                client.conversations_list, types="public_channel", exclude_archived=True,
+                limit=PAGE, cursor=cursor,
+            ))
+            for found in response.get("channels") or []:
+                if found.get("name") == name:
+                    self._channel_ids[name] = str(found["id"])
+                    return self._channel_ids[name]
+            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+            if cursor is None:
+                break
+        return None
 
     def update(self, channel: str, ts: str, message: dict[str, Any]) -> None:
         """Rewrite a message we posted (Web API only)."""
