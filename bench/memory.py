@@ -14,7 +14,9 @@ models' arrays and CUSUM runs, ``monitor.py`` the monitors and model
 objects), and,
 for comparison in the same run, a series carrying only the prompt-length
 model the engine started with; and what a stream worker's ``memory://``
-table holds per series besides (each group's saved state, as JSON bytes).
+table holds per series after a restart, until each key is written again
+(each group's saved state as recovered from the changelog, as JSON bytes;
+a value the worker writes goes to the changelog only).
 
     python bench/memory.py [--series 600] [--minutes 300]
 """
@@ -106,12 +108,14 @@ def model_bytes(engine: Engine) -> dict[str, tuple[int, float]]:
 
 
 def table_bytes(engine: Engine) -> tuple[int, int]:
-    """Bytes a worker's ``memory://`` table holds for the engine's groups: as JSON bytes, and as dicts.
+    """Bytes a worker's ``memory://`` table holds for the engine's groups after a restart: as JSON bytes, and as dicts.
 
-    The worker keeps each group's saved state in its table besides the live
-    models; faust's store holds whatever value it is given. It is given the
-    JSON bytes (``streams.tables.encode_state``); as the Python dicts faust
-    would otherwise have kept, the same states take the second figure.
+    Recovery fills faust's store with each group's saved state from the
+    changelog, and a value stays there until its key is written again (the
+    worker's own writes go to the changelog only, ``streams.tables``). It is
+    held as the JSON bytes (``streams.tables.encode_state``); as the Python
+    dicts faust would otherwise have kept, the same states take the second
+    figure.
     """
     from streams.groups import STATE_VERSION
     from streams.tables import encode_state
@@ -156,8 +160,9 @@ def main() -> None:
           + ", ".join(f"{name} {size / engine.series_count:,.0f} B" for name, size
                       in sorted(by_module.items(), key=lambda kv: -kv[1]) if size >= 0.01 * held))
     as_bytes, as_dicts = table_bytes(engine)
-    print(f"a worker's table (memory://) also holds: {as_bytes / engine.series_count:8,.0f} bytes per series "
-          f"(its saved state as JSON bytes; as the dicts faust kept before, {as_dicts / engine.series_count:,.0f})")
+    print(f"a worker's table (memory://) holds after a restart, until each key is written again: "
+          f"{as_bytes / engine.series_count:,.0f} bytes per series "
+          f"(saved state as JSON bytes; as dicts, {as_dicts / engine.series_count:,.0f})")
     print("target (issue): <= 4,096 bytes per active series")
 
 

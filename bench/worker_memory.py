@@ -16,12 +16,18 @@ and so, as both topics hold as many events, does what reading and
 buffering them costs (fetch buffers, batches in flight), which a
 resident size keeps at its peak.
 
-    python bench/worker_memory.py [--series 4000] [--minutes 40]
+A resident size moves by tens of MiB between runs of the same code (what
+a batch holds in flight when it is read counts, and freed memory is not
+always given back), so each size is measured ``--rounds`` times, alternating
+N and 2N with a fresh worker each time, and the medians count.
+
+    python bench/worker_memory.py [--series 4000] [--minutes 40] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -33,6 +39,7 @@ from broker import Broker, free_port, running_broker  # tests/broker.py
 
 from bench import memory
 from bench.stream_runs import (
+    Loaded,
     load_batched,
     spawn,
     time_consumers,
@@ -57,15 +64,18 @@ def resident_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
-def worker_rss(broker: Broker, tmp: Path, series: int, minutes: int) -> int:
-    """A fresh worker's resident bytes once it has processed ``series`` series' traffic."""
+def load(broker: Broker, series: int, minutes: int) -> Loaded:
     topic = f"bench.memory.{series}"
     broker.create_topic(topic, PARTITIONS)
-    loaded = load_batched(broker.url, topic, traffic(series, minutes), chunk=2000)
-    env = {"SPENDWATCH_BROKER": broker.url, "SPENDWATCH_USAGE_TOPIC": topic,
-           "SPENDWATCH_CONSUMER_GROUP": f"bench-memory-{series}", "SPENDWATCH_PARTITIONS": str(PARTITIONS),
-           "SPENDWATCH_DATA_DIR": str(tmp / f"worker-{series}"), "SPENDWATCH_WARMUP_REQUESTS": "50"}
-    worker = spawn(worker_command(), env, free_port(), tmp / f"worker-{series}.log", worker_progress)
+    return load_batched(broker.url, topic, traffic(series, minutes), chunk=2000)
+
+
+def worker_rss(broker: Broker, tmp: Path, loaded: Loaded, run: str) -> int:
+    """A fresh worker's resident bytes once it has processed everything on ``loaded``'s topic."""
+    env = {"SPENDWATCH_BROKER": broker.url, "SPENDWATCH_USAGE_TOPIC": loaded.topic,
+           "SPENDWATCH_CONSUMER_GROUP": f"bench-memory-{run}", "SPENDWATCH_PARTITIONS": str(PARTITIONS),
+           "SPENDWATCH_DATA_DIR": str(tmp / f"worker-{run}"), "SPENDWATCH_WARMUP_REQUESTS": "50"}
+    worker = spawn(worker_command(), env, free_port(), tmp / f"worker-{run}.log", worker_progress)
     try:
         time_consumers([worker], loaded, broker.process.pid, timeout_s=900)
         return resident_bytes(worker.process.pid)
@@ -78,11 +88,18 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=4000, help="N: the worker runs on N and on 2N series")
     parser.add_argument("--minutes", type=int, default=40,
                         help="M: minutes of the 2N series' traffic (N series get 2M); at least the 30 of warm-up")
+    parser.add_argument("--rounds", type=int, default=3, help="fresh workers on each size; the medians count")
     args = parser.parse_args()
+    sizes = {args.series: 2 * args.minutes, 2 * args.series: args.minutes}
+    rss: dict[int, list[int]] = {series: [] for series in sizes}
     with tempfile.TemporaryDirectory() as tmp, running_broker(Path(tmp)) as broker:
-        small = worker_rss(broker, Path(tmp), args.series, 2 * args.minutes)
-        large = worker_rss(broker, Path(tmp), 2 * args.series, args.minutes)
-    print(f"worker resident memory: {small / 2**20:,.1f} MiB with {args.series:,} series, "
+        topics = {series: load(broker, series, minutes) for series, minutes in sizes.items()}
+        for i in range(args.rounds):
+            for series, loaded in topics.items():
+                rss[series].append(worker_rss(broker, Path(tmp), loaded, f"{series}-{i}"))
+                print(f"round {i + 1}: {series:,} series: {rss[series][-1] / 2**20:,.1f} MiB", flush=True)
+    small, large = (statistics.median(rss[series]) for series in sizes)
+    print(f"worker resident memory, median of {args.rounds}: {small / 2**20:,.1f} MiB with {args.series:,} series, "
           f"{large / 2**20:,.1f} MiB with {2 * args.series:,}")
     print(f"each further series: {(large - small) / args.series:,.0f} bytes "
           "(live models, saved state in the memory:// table, allocator overhead)")

@@ -64,7 +64,7 @@ def build_app(settings: StreamSettings, engine_factory: EngineFactory = default_
     app = faust.App(settings.consumer_group, **faust_options(settings))
     topics = declare_topics(app, settings)
     table = declare_series_table(app, settings)
-    keyed = KeyedTable(table)
+    keyed = KeyedTable(table, keep_values=not settings.store.startswith("memory:"))
     reloader = worker_reloader(settings, time.time())
     engine = engine_factory(settings, reloader.current)
     runner = GroupRunner(engine, keyed, encode=encode_state)
@@ -76,7 +76,7 @@ def build_app(settings: StreamSettings, engine_factory: EngineFactory = default_
     rules = WorkerRules(engine, reloader) if isinstance(engine, Engine) else None
     if rules is not None:
         _reload_rules_on_a_timer(app, topics, rules, metrics)
-    add_pages(app, metrics, lambda: _health(app, runner, rules))
+    add_pages(app, metrics, lambda: _health(app, runner, keyed, rules))
     return StreamApp(app, topics, table, runner, metrics, settings)
 
 
@@ -156,12 +156,13 @@ def _reload_rules_on_a_timer(app: faust.App, topics: Topics, rules: WorkerRules,
             metrics.anomalies.labels(record.status).inc()
 
 
-def _health(app: faust.App, runner: GroupRunner, rules: WorkerRules | None) -> dict[str, Any]:
+def _health(app: faust.App, runner: GroupRunner, table: KeyedTable, rules: WorkerRules | None) -> dict[str, Any]:
     try:
         assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
     except Exception:  # not started yet
         assigned = []
-    health = {"status": "ok", "models": build(), "assigned": assigned, "groups": runner.groups, "keys": runner.keys()}
+    health = {"status": "ok", "models": build(), "assigned": assigned, "groups": runner.groups, "keys": runner.keys(),
+              "table_values_held": table.held()}
     if rules is not None:
         health["rules"] = rules.describe()
     return health

@@ -4,12 +4,20 @@ The name carries a version because the changelog topic is named after it:
 a new layout of the value gets a new name (and a migration), never a silent
 reinterpretation of old state.
 
-A value is held as the JSON bytes of the state, encoded and decoded here
-(:func:`encode_state`, :func:`decode_state`) rather than by faust: a
-``memory://`` store keeps every value it is given, and as Python dicts and
-lists a series' state takes about three times its ~7 KB of JSON, more than
-the engine's live models of it. The bytes are those faust's own ``json``
-serializer writes, so the changelog's records are unchanged.
+A value is the JSON bytes of the state, encoded and decoded here
+(:func:`encode_state`, :func:`decode_state`) rather than by faust; the bytes
+are those faust's own ``json`` serializer writes, so the changelog's records
+are unchanged.
+
+With the ``memory://`` store, a value written is sent to the changelog and
+not kept (:class:`KeyedTable`): the worker reads a key's saved state only
+when the key is new to it, after a restart or a rebalance, and faust then
+fills the store from the changelog (the whole partition, as a memory store
+has nothing of its own). The engine's live models are the state from then
+on, and a copy in the store would only double a series' memory (~7 KB of
+JSON each, besides the engine's ~5 KB). A recovered value stays until its
+key is written. RocksDB keeps every value: its store is what a restart
+recovers from.
 """
 
 from __future__ import annotations
@@ -73,8 +81,10 @@ class KeyedTable:
     have committed offsets whose state never reached the changelog.
     """
 
-    def __init__(self, table: faust.Table) -> None:
+    def __init__(self, table: faust.Table, *, keep_values: bool = True) -> None:
+        """``keep_values=False`` (a ``memory://`` store): writes go to the changelog only, see the module."""
         self.table = table
+        self.keep_values = keep_values
         self._carrier: dict[str, faust.EventT] = {}
         self._pending: list[Awaitable[Any]] = []
         send = table.send_changelog
@@ -98,7 +108,15 @@ class KeyedTable:
     def __setitem__(self, key: str, encoded: bytes) -> None:
         """Write a value already encoded (:func:`encode_state`: the runner encodes each as it is exported)."""
         with self._as_current(key):
-            self.table[key] = encoded
+            if self.keep_values:
+                self.table[key] = encoded
+            else:
+                self.table.on_key_set(key, encoded)  # what faust's __setitem__ does besides storing it
+                self.table.data.pop(key, None)  # a value recovered from the changelog is stale now
+
+    def held(self) -> int | None:
+        """Values the store holds in memory besides the live models; None for a store on disk."""
+        return None if self.keep_values else len(self.table.data)
 
     async def written(self) -> None:
         """Until every changelog record of the writes so far is on the broker; then the batch's keys are unbound.

@@ -162,6 +162,7 @@ def test_the_worker_sends_exactly_the_anomalies_replay_finds(broker: Broker, wor
     assert lag == 0 and 'spendwatch_consumer_lag{partition=' in worker.get("/metrics").decode()
     health = worker.health()
     assert health["status"] == "ok" and set(health["keys"]) == llm_keys(lines)
+    assert health["table_values_held"] == 0  # memory://: each state went to the changelog, the models hold it
     assert health["models"] == "source"  # the checkout's models, as Python (a compiled install says "compiled")
 
 
@@ -282,7 +283,11 @@ def test_kill_9_and_restart_resume_with_state_and_lose_nothing(broker: Broker, w
                    lambda g: g.keys() >= want.keys())
     print_changelog_history(broker)
     assert_same_records(got, want)  # same ids, labels and detection times: baselines not relearned
-    keys = llm_keys(lines)
+    assert_saved_states_are_replays(broker, oracle, llm_keys(lines))  # every event applied once, none lost
+
+
+def assert_saved_states_are_replays(broker: Broker, oracle: Any, keys: set[str]) -> None:
+    """Each key's last saved state on the changelog is the state replay ends with, number for number."""
     final = {key: orjson.loads(orjson.dumps(oracle.export_group(key))) for key in keys}
 
     def differences() -> list[str]:
@@ -291,12 +296,12 @@ def test_kill_9_and_restart_resume_with_state_and_lose_nothing(broker: Broker, w
                 if (d := state_difference(saved[key]["state"], final[key]) if key in saved else "missing")]
 
     difference = wait_for("the final state", differences, lambda d: not d)
-    assert difference == []  # every event applied exactly once, none lost, in every feature
+    assert difference == []
 
 
 def test_two_workers_split_the_keys_and_one_takes_over_when_the_other_stops(broker: Broker, workers: Any) -> None:
     lines = sim_lines("growth", "research")
-    expected, _ = replay(lines)
+    expected, oracle = replay(lines)
     before, after = split_at(lines, START + timedelta(days=1, hours=6))
     first, second = workers(), workers()
     send_lines(broker, before)
@@ -318,6 +323,8 @@ def test_two_workers_split_the_keys_and_one_takes_over_when_the_other_stops(brok
                    lambda g: g.keys() >= want.keys())
     assert_same_records(got, want)
     assert llm_keys(after) <= set(other.health()["keys"])  # a key is restored when its next event comes
+    # Both the partitions it took over and those it kept through the rebalance carried their state on:
+    assert_saved_states_are_replays(broker, oracle, llm_keys(lines))
 
 
 def test_a_worker_on_rocksdb_restarts_from_its_own_disk_and_gives_replays_answers(
@@ -332,6 +339,7 @@ def test_a_worker_on_rocksdb_restarts_from_its_own_disk_and_gives_replays_answer
     target = min(llm_keys(before, "growth"))
     wait_for("the state to reach the table", lambda: saved_states(broker).get(target),
              lambda v: v is not None and v["applied"])
+    assert worker.health()["table_values_held"] is None  # RocksDB keeps every value: a restart reads them
     worker.kill(signal.SIGTERM)
     assert worker.process.returncode is not None
     assert any(disk.rglob("CURRENT")), f"no RocksDB database under {disk}: {sorted(disk.rglob('*'))[:10]}"

@@ -251,6 +251,35 @@ def test_the_table_lets_go_of_a_batchs_messages_once_its_state_is_written() -> N
     assert carried() is None
 
 
+def test_on_a_memory_store_a_written_value_goes_to_the_changelog_only_and_replaces_a_recovered_one() -> None:
+    """The live models hold a key's state once it is written; the store keeps what recovery brought until then."""
+
+    class Message:
+        pass
+
+    class Table:  # the faust table's surface KeyedTable uses (a unit test of KeyedTable alone)
+        def __init__(self) -> None:
+            self.data = {"llm:a/x": b"recovered", "llm:b/y": b"recovered"}
+            self.changelog: list[tuple[str, bytes]] = []
+
+        def on_key_set(self, key: str, value: bytes) -> None:
+            self.changelog.append((key, value))
+
+        def send_changelog(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    table, message = Table(), Message()
+    keyed = KeyedTable(table, keep_values=False)  # type: ignore[arg-type]
+    keyed.bind("llm:a/x", message)
+    keyed.bind("llm:c/z", message)
+    value = encode_state({"v": 1, "state": {}, "applied": {}})
+    keyed["llm:a/x"] = value
+    keyed["llm:c/z"] = value
+    assert table.changelog == [("llm:a/x", value), ("llm:c/z", value)]
+    assert table.data == {"llm:b/y": b"recovered"} and keyed.held() == 1
+    assert KeyedTable(table, keep_values=True).held() is None  # a store on disk: not counted
+
+
 def test_series_evicted_by_the_bound_leave_the_saved_state_of_their_group_too() -> None:
     """Otherwise a worker's table would keep every series it ever evicted: memory bounded in the engine only."""
     runner = GroupRunner(Engine(PriceTable.packaged(), Settings(max_series=20)), table={})
