@@ -178,11 +178,26 @@ def attach_agents(
                     table[key] = value
                 await table.written()  # and the batch is acknowledged only once its state is there too
 
+    by_key = topics.by_key.get_topic_name()
+    revoking: set[int] = set()
+
     @app.on_partitions_revoked.connect
-    async def forget_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
-        mine = {tp.partition for tp in revoked if tp.topic == topics.by_key.get_topic_name()}
-        if mine:
-            runner.revoke(mine)
+    async def note_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        """A rebalance revokes every partition first (Kafka's eager protocol): which leave is known at assignment."""
+        revoking.update(tp.partition for tp in revoked if tp.topic == by_key)
+
+    @app.on_partitions_assigned.connect
+    async def forget_moved(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        """Forget the groups of partitions now elsewhere; those given back keep their live state.
+
+        Forgetting them all and reading them back from the table would give
+        the same state, at the cost of re-importing every group of the worker
+        at each rebalance (a worker joining or leaving).
+        """
+        gone = revoking - {tp.partition for tp in assigned if tp.topic == by_key}
+        revoking.clear()
+        if gone:
+            runner.revoke(gone)
             metrics.groups.set(runner.groups)
 
 
@@ -206,6 +221,7 @@ def _failure_letters(outcome: Outcome, usage_topic: str, metrics: Metrics) -> li
 def _count(outcome: Outcome, runner: GroupRunner, metrics: Metrics) -> None:
     metrics.processed.inc(outcome.processed)
     metrics.skipped.inc(outcome.skipped)
+    metrics.restored.inc(outcome.restored)
     for a in outcome.anomalies:
         metrics.anomalies.labels(a.status).inc()
     metrics.groups.set(runner.groups)

@@ -76,6 +76,7 @@ class Outcome:
     writes: dict[str, Any] = field(default_factory=dict)  # key → table value, as the runner's ``encode`` made it
     processed: int = 0
     skipped: int = 0
+    restored: int = 0  # groups whose saved state was read back from the table
 
 
 class GroupRunner:
@@ -120,7 +121,7 @@ class GroupRunner:
         changed: set[str] = set()
         for key, partition, segments in batch:
             try:
-                applied = self._restore(key, partition)
+                applied = self._restore(key, partition, out)
             except Exception as exc:  # the saved state is unusable: its events wait in the dead-letter topic
                 reason = f"state of {key!r} could not be restored ({type(exc).__name__}: {exc})"
                 out.failures += [
@@ -153,7 +154,7 @@ class GroupRunner:
             del self._applied[key], self._partition[key]
         return len(gone)
 
-    def _restore(self, key: str, partition: int) -> dict[str, tuple[int, int]]:
+    def _restore(self, key: str, partition: int, out: Outcome) -> dict[str, tuple[int, int]]:
         applied = self._applied.get(key)
         if applied is not None:
             return applied
@@ -162,6 +163,7 @@ class GroupRunner:
         if saved is not None:
             _check_saved(key, saved)
             self.engine.import_group(key, saved["state"])
+            out.restored += 1
             applied = {str(p): (int(at[0]), int(at[1])) for p, at in saved["applied"].items()}
             log.info("state of %s restored, applied up to (source partition: offset, part) %s", key, applied)
         self._applied[key] = applied

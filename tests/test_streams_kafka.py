@@ -314,6 +314,8 @@ def test_two_workers_split_the_keys_and_one_takes_over_when_the_other_stops(brok
     assert not assigned[0] & assigned[1]
 
     owner, other = (first, second) if llm_keys(lines, "growth") & held[0] else (second, first)
+    kept = held[1] if owner is first else held[0]
+    restored = other.metric("spendwatch_groups_restored_total")
     owner.kill(signal.SIGTERM)
     wait_for("the other worker to take all partitions", lambda: other.health()["assigned"],
              lambda a: len([p for p in a if "by-key" in p]) == 4)
@@ -325,6 +327,10 @@ def test_two_workers_split_the_keys_and_one_takes_over_when_the_other_stops(brok
     assert llm_keys(after) <= set(other.health()["keys"])  # a key is restored when its next event comes
     # Both the partitions it took over and those it kept through the rebalance carried their state on:
     assert_saved_states_are_replays(broker, oracle, llm_keys(lines))
+    # and only those it took over were read back from the table; the kept ones went on with their live state.
+    assert kept & llm_keys(after)
+    moved_in = llm_keys(after) - kept
+    assert other.metric("spendwatch_groups_restored_total") - restored == len(moved_in)
 
 
 def test_a_worker_on_rocksdb_restarts_from_its_own_disk_and_gives_replays_answers(
