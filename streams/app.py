@@ -68,6 +68,8 @@ def build_app(settings: StreamSettings, engine_factory: EngineFactory = default_
     reloader = worker_reloader(settings, time.time())
     engine = engine_factory(settings, reloader.current)
     runner = GroupRunner(engine, keyed, encode=encode_state)
+    if not keyed.keep_values:
+        keyed.recover_only(lambda key: not runner.holds(key))
     metrics = Metrics()
     progress = Progress()
     decode = DecodeStep(Decoder(settings), metrics, engine.partition_key)

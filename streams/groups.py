@@ -111,6 +111,10 @@ class GroupRunner:
         """Groups this worker holds now."""
         return len(self._applied)
 
+    def holds(self, key: str) -> bool:
+        """Whether this worker holds the key's live state (its saved state would be older or the same)."""
+        return key in self._applied
+
     def keys(self, limit: int = 100) -> list[str]:
         """The first ``limit`` partition keys this worker holds, sorted: for the health page."""
         return sorted(self._applied)[:limit]

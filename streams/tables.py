@@ -16,15 +16,17 @@ fills the store from the changelog (the whole partition, as a memory store
 has nothing of its own). The engine's live models are the state from then
 on, and a copy in the store would only double a series' memory (~7 KB of
 JSON each, besides the engine's ~5 KB). A recovered value stays until its
-key is written. RocksDB keeps every value: its store is what a restart
-recovers from.
+key is written; recovery leaves out the keys the worker holds live (a
+partition it kept through a rebalance, whose changelog only holds what the
+worker itself wrote). RocksDB keeps every value: its store is what a
+restart recovers from.
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -95,6 +97,21 @@ class KeyedTable:
             return future
 
         table.send_changelog = send_and_keep  # type: ignore[method-assign]
+
+    def recover_only(self, wanted: Callable[[str], bool]) -> None:
+        """Changelog recovery applies only the keys ``wanted`` says it needs (memory stores).
+
+        After a rebalance faust reads a kept partition's changelog again from
+        where its last recovery stopped: every value this worker wrote since,
+        for keys whose live state it still holds. Kept, they would sit in the
+        store beside the live models until each key's next write.
+        """
+        apply = self.table.apply_changelog_batch
+
+        def apply_wanted(batch: Iterable[faust.EventT]) -> None:
+            apply([event for event in batch if wanted(event.key)])
+
+        self.table.apply_changelog_batch = apply_wanted  # type: ignore[method-assign]
 
     def bind(self, key: str, event: faust.EventT) -> None:
         """Remember ``event`` as the message that carried ``key`` in this batch."""

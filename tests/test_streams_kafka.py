@@ -312,6 +312,8 @@ def test_two_workers_split_the_keys_and_one_takes_over_when_the_other_stops(brok
     assert not held[0] & held[1] and held[0] | held[1] == keys
     assigned = [{p for p in w.health()["assigned"] if "by-key" in p} for w in (first, second)]
     assert not assigned[0] & assigned[1]
+    # Each wrote its groups' state to the changelog only, and holds no copy of it or of the other's:
+    assert [w.health()["table_values_held"] for w in (first, second)] == [0, 0]
 
     owner, other = (first, second) if llm_keys(lines, "growth") & held[0] else (second, first)
     kept = held[1] if owner is first else held[0]

@@ -8,6 +8,7 @@ import gc
 import importlib.util
 import weakref
 from datetime import UTC
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -278,6 +279,25 @@ def test_on_a_memory_store_a_written_value_goes_to_the_changelog_only_and_replac
     assert table.changelog == [("llm:a/x", value), ("llm:c/z", value)]
     assert table.data == {"llm:b/y": b"recovered"} and keyed.held() == 1
     assert KeyedTable(table, keep_values=True).held() is None  # a store on disk: not counted
+
+
+def test_recovery_into_a_memory_store_leaves_out_the_keys_the_worker_holds_live() -> None:
+    """After a rebalance faust re-reads a kept partition's changelog: values the live models already hold."""
+    stream = build_app(StreamSettings())
+    ev = LlmRequest(ts=START.timestamp(), model="gpt-4o", input_tokens=100, output_tokens=10, team="t", feature="a")
+    held = stream.runner.engine.partition_key(ev)
+
+    class Message:  # the message that carried the key (only its place as the "current event" matters)
+        pass
+
+    stream.runner.table.bind(held, Message())
+    assert stream.runner.run([(held, 0, [Segment(0, 7, [ev])])]).processed == 1
+
+    def changelog(key: str) -> SimpleNamespace:
+        return SimpleNamespace(key=key, value=b"{}", message=SimpleNamespace(value=b"{}", partition=0))
+
+    stream.table.apply_changelog_batch([changelog(held), changelog("llm:t/b")])
+    assert stream.runner.holds(held) and dict(stream.table.data.data) == {"llm:t/b": b"{}"}
 
 
 def test_series_evicted_by_the_bound_leave_the_saved_state_of_their_group_too() -> None:
