@@ -255,10 +255,16 @@ class GpuUtilization:
         return None
 
     def idle_threshold(self, base: float) -> float:
-        """Utilisation below which a minute counts as idle, given the usual level ``base``."""
-        if self.chronic():
+        """Utilisation below which a minute counts as idle, given the usual level ``base``.
+
+        The floor, or ``idle_ratio`` of a usual level low enough to put it
+        below the floor, unless the GPU is idle all day anyway (asked only
+        then: it looks at every bucket, and this runs each minute of each GPU).
+        """
+        scaled = self.idle_ratio * base
+        if scaled >= self.floor or self.chronic():
             return self.floor
-        return min(self.floor, self.idle_ratio * base)
+        return scaled
 
     def chronic(self) -> bool:
         """Is this GPU idle all day by its own history (every learned hour below the floor)?"""
