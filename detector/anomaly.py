@@ -116,6 +116,24 @@ def money(usd: float) -> str:
     return f"{sign}${usd:,.2f}"
 
 
+def cause_text(usd_per_hour: float, up: str, down: str) -> str:
+    """A cause of a spend change with its dollars an hour, in the words of its direction (``down`` for a saving).
+
+    >>> cause_text(8.1, "more requests", "fewer requests"), cause_text(-0.08, "more requests", "fewer requests")
+    ('+$8.10/h more requests', '-$0.08/h fewer requests')
+    """
+    return f"{'+' if usd_per_hour >= 0 else ''}{money(usd_per_hour)}/h {up if usd_per_hour >= 0 else down}"
+
+
+def vs_normal(usd: float, unit: str = "", *, spent: bool = False) -> str:
+    """Dollars against normal with the sign in words: a fall reads "$0.32/h below normal", not "-$0.32/h below".
+
+    >>> vs_normal(41.2, "/h"), vs_normal(-0.318, "/h"), vs_normal(-2.2, spent=True)
+    ('$41/h above normal', '$0.32/h below normal', '$2.20 spent below normal')
+    """
+    return f"{money(abs(usd))}{unit}{' spent' if spent else ''} {'above' if usd >= 0 else 'below'} normal"
+
+
 def where(labels: dict[str, str]) -> str:
     """``team/feature on model``, leaving out what is unknown.
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from detector.anomaly import money
+from detector.anomaly import cause_text, money
 from detector.llm_series import PROFILE_FIELDS, ModelSeries
 from detector.pricing import PriceTable
 
@@ -30,6 +30,24 @@ DRIVER_WORDS = {
     "cache": "fewer cache hits",
     "other": "other",
 }
+DRIVER_WORDS_DOWN = {  # the same causes where they saved money: "-$0.08/h fewer requests", not "more requests"
+    "input_tokens": "shorter prompts",
+    "output_tokens": "shorter answers",
+    "volume": "fewer requests",
+    "tier_mix": "cheaper model mix",
+    "retries": "fewer retries",
+    "cache": "more cache hits",
+    "other": "other",
+}
+
+
+def driver_part(key: str, usd_per_hour: float) -> str:
+    """One cause in dollars an hour, in the words of its direction.
+
+    >>> driver_part("input_tokens", 30.2), driver_part("volume", -0.08)
+    ('+$30/h longer prompts', '-$0.08/h fewer requests')
+    """
+    return cause_text(usd_per_hour, DRIVER_WORDS.get(key, key), DRIVER_WORDS_DOWN.get(key, key))
 
 
 def decompose(members: Iterable[ModelSeries], prices: PriceTable, *, expected_requests: float | None = None,
@@ -109,5 +127,5 @@ def describe_drivers(drivers: dict[str, float]) -> str:
         return ""
     total = sum(drivers.values())
     sign = "+" if total >= 0 else ""
-    parts = [f"{'+' if v >= 0 else ''}{money(v)}/h {DRIVER_WORDS.get(k, k)}" for k, v in drivers.items()]
+    parts = [driver_part(k, v) for k, v in drivers.items()]
     return f"{sign}{money(total)}/h: " + ", ".join(parts)

@@ -14,7 +14,7 @@ import calendar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from detector.anomaly import describe_ratio, money, where
+from detector.anomaly import describe_ratio, money, vs_normal, where
 from detector.drivers import COST, IN, REQ, describe_drivers
 from detector.llm_series import FeatureSeries, ModelSeries
 from detector.models.drift import Creep
@@ -168,7 +168,7 @@ def finding(metric: str, shift: Found, labels: dict[str, str], excess: float,
     text = (f"{title} for {where(labels)} {how}: {median}{fmt(metric, baseline)} → "
             f"{fmt(metric, observed)} ({ratio:.1f}×) since {since} UTC; ")
     if priced:
-        text += f"about {money(excess)}/h {'above' if excess >= 0 else 'below'} normal"
+        text += f"about {vs_normal(excess, '/h')}"
         if projected is not None:
             text += f", {money(projected)} by month end at this rate"
     else:

@@ -18,9 +18,9 @@ from detector.anomaly import (
     Anomaly,
     anomaly_id,
     duration_words,
-    money,
     rfc3339,
     severity_for,
+    vs_normal,
     where,
 )
 from detector.config import Settings
@@ -161,7 +161,7 @@ class Incidents:
         title = TITLES[alert.metric].format(tier=alert.labels.get("tier", "premium"), model=alert.labels.get("model"))
         summary = f"{title} for {where(alert.labels)} {how}"
         if alert.excess_cost_usd_per_hour:
-            summary += f"; about {money(alert.excess_cost_usd_per_hour * lasted / 3600)} spent above normal in all"
+            summary += f"; about {vs_normal(alert.excess_cost_usd_per_hour * lasted / 3600, spent=True)} in all"
         drivers = alert.drivers
         if inc.minutes:
             expected = inc.expected / inc.minutes if inc.expected else None

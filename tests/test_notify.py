@@ -174,7 +174,7 @@ def test_every_dollar_amount_is_written_with_its_unit(changes):
     firing = render_alert(record, drivers=drivers)
     resolved = render_resolved(record.resolve(rfc3339(T0), "back to normal"))
     summary = render_summary([record.to_dict()], reason="a Slack outage")
-    units = (" per hour", " per request", " by month end", " above normal in all")
+    units = (" per hour", " per request", " by month end", " above normal in all", " below normal in all")
     amounts = 0
     for message in (firing, resolved.reply, resolved.original, summary):
         for text in texts(message):
@@ -194,6 +194,19 @@ def test_driver_breakdown_is_shown_only_when_there_is_one():
     causes = render_alert(anomaly(drivers={"volume": 8.0, "input_tokens": 30.0, "cache": 0.0}))
     assert "+$30/h longer prompts, +$8.00/h more requests" in "\n".join(texts(causes))
     assert "What drives it" not in "\n".join(texts(render_alert(anomaly())))
+
+
+def test_a_cause_that_saved_money_is_named_for_what_it_did():
+    """"-$3.33/h a cheaper model tier", never "-$3.33/h a pricier model tier"."""
+    causes = "\n".join(texts(render_alert(anomaly(drivers={"input_tokens": 4.0, "tier_mix": -3.33, "volume": -0.5}))))
+    assert "+$4.00/h longer prompts, -$3.33/h a cheaper model tier, -$0.50/h fewer requests" in causes
+    assert "pricier" not in causes and "more requests" not in causes
+
+
+def test_money_below_normal_is_said_in_words_not_with_a_minus_sign():
+    resolved = anomaly(0, excess_cost_usd_per_hour=-0.32).resolve(rfc3339(T0 + 7200), "back to normal")
+    original = "\n".join(texts(render_resolved(resolved.to_dict(), firing=None).original))
+    assert "about $0.96 below normal in all (estimated)" in original and "-$" not in original
 
 
 def test_resolved_notice_and_rewritten_original_show_duration_and_total():

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from detector.anomaly import Anomaly, money, where
+from detector.anomaly import Anomaly, cause_text, money, vs_normal, where
 from detector.notify.blocks import FIELD_MAX, FIELDS_MAX, SECTION_MAX
 from detector.notify.blocks import context as _context
 from detector.notify.blocks import header as _header
@@ -56,6 +56,14 @@ CAUSES: dict[str, str] = {
     "tier_mix": "a pricier model tier",
     "retries": "retries",
     "cache": "fewer prompt-cache hits",
+}
+CAUSES_DOWN: dict[str, str] = {  # where a cause saved money
+    "volume": "fewer requests",
+    "input_tokens": "shorter prompts",
+    "output_tokens": "shorter outputs",
+    "tier_mix": "a cheaper model tier",
+    "retries": "fewer retries",
+    "cache": "more prompt-cache hits",
 }
 
 
@@ -287,7 +295,8 @@ def _causes(causes: Mapping[str, Any]) -> list[dict[str, Any]]:
     """``+$30/h longer prompts, +$8/h more requests``: the excess split by cause, largest first."""
     ranked = sorted(((str(k), float(v)) for k, v in causes.items()), key=lambda kv: -abs(kv[1]))
     parts = [
-        f"{'+' if usd >= 0 else ''}{money(usd)}/h {escape_mrkdwn(CAUSES.get(cause, cause.replace('_', ' ')))}"
+        escape_mrkdwn(cause_text(usd, CAUSES.get(cause, cause.replace("_", " ")),
+                                 CAUSES_DOWN.get(cause, cause.replace("_", " "))))
         for cause, usd in ranked[:DRIVERS_SHOWN] if usd
     ]
     if not parts:
@@ -323,11 +332,11 @@ def _total(record: Mapping[str, Any], total_usd: float | None) -> str:
     if total_usd is None and record.get("excess_total_usd") is not None:
         total_usd = float(record["excess_total_usd"])
     if total_usd is not None:
-        return f"{money(total_usd)} above normal in all"
+        return f"{vs_normal(total_usd)} in all"
     end = record.get("resolved_at") or record["detected_at"]
     hours = (parse_rfc3339(end) - parse_rfc3339(record["started_at"])).total_seconds() / 3600
     estimate = float(record["excess_cost_usd_per_hour"]) * hours
-    return f"about {money(estimate)} above normal in all (estimated)"
+    return f"about {vs_normal(estimate)} in all (estimated)"
 
 
 def _fallback(record: Mapping[str, Any], loudness: str) -> str:
