@@ -174,5 +174,5 @@ def finding(metric: str, shift: Found, labels: dict[str, str], excess: float,
     else:
         text += f"{labels.get('model', 'this model')} has no price, so the cost is unknown"
     if drivers:
-        text += f" ({describe_drivers(drivers)})"
+        text += f"; feature spend {describe_drivers(drivers)}"  # the whole feature's change: context, not this cost
     return Finding(shift.onset_ts, observed, baseline, ratio, excess, projected, text)

@@ -168,7 +168,7 @@ class Incidents:
             drivers = decompose(f.members.values(), self.prices, expected_requests=expected,
                                 recent=inc.per_minute()) or drivers
             if drivers:
-                summary += f" ({describe_drivers(drivers)} while it lasted)"
+                summary += f"; feature spend while it lasted {describe_drivers(drivers)}"
         if inc.related:
             summary += f"; it also moved {', '.join(inc.related)}"
         f.incident = None

@@ -129,6 +129,8 @@ def test_the_tier_shift_is_priced_and_split_into_its_drivers(search):
     resolved = next(r for r in records if r.id == record.id and r.status == "resolved")
     assert resolved.drivers and next(iter(resolved.drivers)) == "tier_mix"  # the biggest driver named first
     assert "pricier model mix" in resolved.summary
+    # The split is the whole feature's spend while it lasted, named as such beside the alert's own dollars:
+    assert "spent above normal in all; feature spend while it lasted +$" in resolved.summary
 
 
 def test_a_prompt_doubling_names_what_else_it_moved_instead_of_paging_again(search):
