@@ -41,6 +41,16 @@ DRIVER_WORDS_DOWN = {  # the same causes where they saved money: "-$0.08/h fewer
 }
 
 
+CAUSE_OF = {  # the driver an alert on a metric is about: always named in its split, however small
+    "input_tokens_per_request": "input_tokens",
+    "output_tokens_per_request": "output_tokens",
+    "retry_rate": "retries",
+    "cache_hit_rate": "cache",
+    "tier_mix": "tier_mix",
+    "request_rate": "volume",
+}
+
+
 def driver_part(key: str, usd_per_hour: float) -> str:
     """One cause in dollars an hour, in the words of its direction.
 
@@ -51,13 +61,16 @@ def driver_part(key: str, usd_per_hour: float) -> str:
 
 
 def decompose(members: Iterable[ModelSeries], prices: PriceTable, *, expected_requests: float | None = None,
-              recent: Mapping[str, Sequence[float]] | None = None) -> dict[str, float]:
+              recent: Mapping[str, Sequence[float]] | None = None, keep: str | None = None) -> dict[str, float]:
     """$/hour of the change, by driver; empty when the feature has no baseline yet.
 
     ``expected_requests`` is the feature's normal requests per minute for this
     time of the week (the seasonal rate model's, when it has one); without it
     the baseline's average minute stands in. ``recent`` replaces the members'
-    recent profiles with their average minute over an incident.
+    recent profiles with their average minute over an incident. ``keep``
+    names a driver shown however small: the one the alert is about (a
+    prompt-length alert on a model that is a small part of its feature's
+    spend still says what its longer prompts cost).
 
     >>> from detector.llm_series import PROFILE_FIELDS, ModelSeries
     >>> s = ModelSeries(("a", "f", "gpt-4o"), "premium", 0.0, "hosted_inference")
@@ -96,7 +109,7 @@ def decompose(members: Iterable[ModelSeries], prices: PriceTable, *, expected_re
     parts |= {"tier_mix": 60 * mix, "input_tokens": 60 * tokens_in, "output_tokens": 60 * tokens_out,
               "cache": 60 * cache}
     parts["other"] = total - sum(parts.values())
-    return significant(parts, total)
+    return significant(parts, total, keep)
 
 
 def _now(s: ModelSeries, recent: Mapping[str, Sequence[float]] | None) -> Sequence[float] | None:
@@ -108,12 +121,16 @@ def _now(s: ModelSeries, recent: Mapping[str, Sequence[float]] | None) -> Sequen
     return tuple(s.recent.per_minute(i) for i in range(len(PROFILE_FIELDS)))
 
 
-def significant(parts: dict[str, float], total: float) -> dict[str, float]:
-    """The drivers worth naming: at least 10 % of the change (or of the largest part), biggest first."""
+def significant(parts: dict[str, float], total: float, keep: str | None = None) -> dict[str, float]:
+    """The drivers worth naming: at least 10 % of the change (or of the largest part), and ``keep``; biggest first.
+
+    >>> significant({"volume": 10.0, "input_tokens": 0.4, "cache": 0.3}, 10.7, keep="input_tokens")
+    {'volume': 10.0, 'input_tokens': 0.4}
+    """
     scale = max(abs(total), max((abs(v) for v in parts.values()), default=0.0))
     if scale <= 0:
         return {}
-    kept = {k: round(v, 4) for k, v in parts.items() if abs(v) >= 0.1 * scale}
+    kept = {k: round(v, 4) for k, v in parts.items() if abs(v) >= 0.1 * scale or (k == keep and round(v, 4))}
     return dict(sorted(kept.items(), key=lambda kv: -abs(kv[1])))
 
 

@@ -24,7 +24,7 @@ from detector.anomaly import (
     where,
 )
 from detector.config import Settings
-from detector.drivers import decompose, describe_drivers
+from detector.drivers import CAUSE_OF, decompose, describe_drivers
 from detector.findings import TITLES, excess_per_hour, finding, projected_month
 from detector.llm_series import FeatureSeries, Incident, ModelSeries, month_of
 from detector.models.level_shift import SHIFTED
@@ -134,8 +134,8 @@ class Incidents:
         projected = projected_month(month_cost, spend_per_hour, ts)
         drivers = None
         if mon.metric in EXPLAINED and ts - shift.onset_ts >= SETTLED_S:  # the recent profile has caught up
-            drivers = decompose(f.members.values(), self.prices,
-                                expected_requests=self.expected_requests(f, ts)) or None
+            drivers = decompose(f.members.values(), self.prices, expected_requests=self.expected_requests(f, ts),
+                                keep=CAUSE_OF.get(mon.metric)) or None
         found = finding(mon.metric, shift, labels, excess, projected, drivers, priced)
         started = rfc3339(found.onset_ts)
         record = Anomaly(
@@ -166,7 +166,7 @@ class Incidents:
         if inc.minutes:
             expected = inc.expected / inc.minutes if inc.expected else None
             drivers = decompose(f.members.values(), self.prices, expected_requests=expected,
-                                recent=inc.per_minute()) or drivers
+                                recent=inc.per_minute(), keep=CAUSE_OF.get(alert.metric)) or drivers
             if drivers:
                 summary += f"; feature spend while it lasted {describe_drivers(drivers)}"
         if inc.related:

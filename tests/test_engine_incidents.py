@@ -140,6 +140,7 @@ def test_a_prompt_doubling_names_what_else_it_moved_instead_of_paging_again(sear
     resolved = next(r for r in records if r.id == firing.id and r.status == "resolved")
     assert firing.metric == "input_tokens_per_request"
     assert resolved.related and any("builtin.cost_per_request" in name for name in resolved.related)
+    assert resolved.drivers and "input_tokens" in resolved.drivers and "longer prompts" in resolved.summary
 
 
 def test_idle_gpus_of_one_node_page_once_for_the_node(elsewhere):
