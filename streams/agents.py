@@ -177,6 +177,9 @@ def attach_agents(
                 for key, value in outcome.writes.items():  # only once what the batch produced is on the broker
                     table[key] = value
                 await table.written()  # and the batch is acknowledged only once its state is there too
+                held = table.held()
+                if held is not None:
+                    metrics.table_values.set(held)
 
     by_key = topics.by_key.get_topic_name()
     revoking: set[int] = set()

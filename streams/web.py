@@ -80,6 +80,10 @@ class Metrics(Registered):
         )
         self.series = Gauge("spendwatch_series_tracked", "series whose state this worker holds", registry=r)
         self.groups = Gauge("spendwatch_groups_tracked", "partition keys whose state this worker holds", registry=r)
+        self.table_values = Gauge(
+            "spendwatch_table_values_held", "saved states a memory:// table holds besides the live models "
+            "(read back after a restart, until each key is written again)", registry=r,
+        )
         self.restored = Counter(
             "spendwatch_groups_restored", "partition keys whose saved state was read back from the table "
             "(after a restart, or a partition moving here)", registry=r,

@@ -163,6 +163,8 @@ def test_the_worker_sends_exactly_the_anomalies_replay_finds(broker: Broker, wor
     health = worker.health()
     assert health["status"] == "ok" and set(health["keys"]) == llm_keys(lines)
     assert health["table_values_held"] == 0  # memory://: each state went to the changelog, the models hold it
+    assert worker.metric("spendwatch_table_values_held") == 0 and "spendwatch_table_values_held" in \
+        worker.get("/metrics").decode()
     assert health["models"] == "source"  # the checkout's models, as Python (a compiled install says "compiled")
 
 
