@@ -44,6 +44,11 @@ class Anomaly:
     ``retries``, ``cache``), so the page says where to look; ``related``
     names the other metrics and series the same cause moved, which were
     merged into this record instead of paging on their own.
+    ``excess_total_usd``, on a resolved record, is what the anomaly's own
+    cause cost above normal over its whole life, measured (longer prompts,
+    retries, lost cache hits, a pricier mix, extra requests); null where
+    there is no such measure, and the total is then the excess at detection
+    times the duration, an estimate.
     """
 
     id: str
@@ -64,6 +69,7 @@ class Anomaly:
     runbook: str | None = None
     drivers: dict[str, float] | None = None
     related: list[str] | None = None
+    excess_total_usd: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -160,21 +160,28 @@ class Incidents:
                else f"back to normal after {duration_words(lasted)}")
         title = TITLES[alert.metric].format(tier=alert.labels.get("tier", "premium"), model=alert.labels.get("model"))
         summary = f"{title} for {where(alert.labels)} {how}"
-        if alert.excess_cost_usd_per_hour:
-            summary += f"; about {vs_normal(alert.excess_cost_usd_per_hour * lasted / 3600, spent=True)} in all"
-        drivers = alert.drivers
+        drivers, measured = alert.drivers, None
+        cause = CAUSE_OF.get(alert.metric)
         if inc.minutes:
             expected = inc.expected / inc.minutes if inc.expected else None
-            drivers = decompose(f.members.values(), self.prices, expected_requests=expected,
-                                recent=inc.per_minute(), keep=CAUSE_OF.get(alert.metric)) or drivers
-            if drivers:
-                summary += f"; feature spend while it lasted {describe_drivers(drivers)}"
+            split = decompose(f.members.values(), self.prices, expected_requests=expected,
+                              recent=inc.per_minute(), keep=cause)
+            if split:
+                drivers = split
+                measured = split.get(cause, 0.0) if cause else None  # what its own cause cost, while it lasted
+        per_hour = measured if measured is not None else alert.excess_cost_usd_per_hour
+        if per_hour:
+            summary += f"; about {vs_normal(per_hour * lasted / 3600, spent=True)} in all"
+        if drivers:
+            summary += f"; feature spend while it lasted {describe_drivers(drivers)}"
         if inc.related:
             summary += f"; it also moved {', '.join(inc.related)}"
         f.incident = None
         f.last_resolved = ts
         self.resolved += 1
-        return alert.resolve(rfc3339(ts), summary, related=list(inc.related) or None, drivers=drivers)
+        total = round(measured * lasted / 3600, 4) if measured is not None else None
+        return alert.resolve(rfc3339(ts), summary, related=list(inc.related) or None, drivers=drivers,
+                             excess_total_usd=total)
 
     @staticmethod
     def expected_requests(f: FeatureSeries, ts: float) -> float | None:

@@ -16,8 +16,9 @@ from slack_server import TOKEN, FakeSlack, block_kit_problems
 from detector.anomaly import Anomaly
 from detector.digest import build_digest, digest_charts, render_digest, render_html, send_digest
 from detector.digest.cli import digest as digest_command
+from detector.digest.content import rank_anomalies
 from detector.events import GpuSample, LlmRequest
-from detector.history import HistoryStore, HistoryWriter, parse_time
+from detector.history import HistoryStore, HistoryWriter, StoredAnomaly, parse_time
 from detector.ledger import SpendLedger
 from detector.pricing import PriceTable
 from detector.rules import load_sources
@@ -120,6 +121,22 @@ def test_every_anomaly_of_the_week_appears_once_ranked_by_dollars_with_its_owner
     assert prompt.excess_usd == pytest.approx(rate * (6 + 5 / 60))
     assert prompt.leaked_usd == pytest.approx(rate / 3)
     assert (prompt.team, prompt.stored.record.status) == ("support", "resolved")
+
+
+def test_an_anomaly_whose_cost_was_measured_is_ranked_by_it_and_leaks_no_more_than_it_cost():
+    def stored(name: str, rate: float, hours: float, measured: float | None) -> StoredAnomaly:
+        record = Anomaly(
+            id=name, rule="r", metric="input_tokens_per_request", labels={"team": "t"}, severity="warning",
+            status="resolved", started_at="2026-11-16T00:00:00Z", detected_at="2026-11-16T00:30:00Z",
+            resolved_at=None, observed=2.0, baseline=1.0, ratio=2.0, excess_cost_usd_per_hour=rate,
+            projected_month_usd=None, summary=name, excess_total_usd=measured)
+        return StoredAnomaly(record, "t", 0.0, 1800.0, hours * 3600)
+
+    lines = rank_anomalies([stored("measured", 10.0, 2, 3.0), stored("estimated", 2.0, 5, None)], week_end=1e9)
+    assert [(line.id, line.excess_usd, line.leaked_usd) for line in lines] == [
+        ("estimated", 10.0, 1.0),  # 2 $/h × 5 h, of it half an hour before detection
+        ("measured", 3.0, 3.0),  # its prompts cost $3 in all: not 10 $/h × 2 h, and not $5 before detection
+    ]
 
 
 def test_idle_gpus_trends_and_unit_economics_follow_the_injected_incidents(digest):

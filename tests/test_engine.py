@@ -8,7 +8,7 @@ from datetime import datetime
 
 import pytest
 
-from detector.anomaly import Anomaly
+from detector.anomaly import Anomaly, money
 from detector.config import Settings
 from detector.engine import Engine
 from detector.events import GpuSample, LlmRequest, UsageSample
@@ -20,7 +20,7 @@ CONTRACT_FIELDS = {
     "resolved_at", "observed", "baseline", "ratio", "excess_cost_usd_per_hour",
     "projected_month_usd", "summary", "runbook",
 }
-EXTRA_FIELDS = {"drivers", "related"}  # spendwatch's own, beside the contract
+EXTRA_FIELDS = {"drivers", "related", "excess_total_usd"}  # spendwatch's own, beside the contract
 
 
 def traffic(
@@ -86,6 +86,17 @@ def test_the_firing_record_is_priced_from_the_table():
     assert f"({firing.ratio:.1f}×)" in firing.summary and "search/summarize on gpt-4o" in firing.summary
     assert "/h above normal" in firing.summary and "by month end" in firing.summary
     assert "spent above normal in all" in records[1].summary
+
+
+def test_the_resolved_record_measures_what_its_cause_cost_over_its_whole_life():
+    """Two hours of doubled prompts: the longer prompts' own dollars, measured, not the detection rate × duration."""
+    engine, _, (firing, resolved) = incident_run()
+    price = engine.prices.model_price("gpt-4o").input_per_token
+    true_total = 2 * 1800 * math.exp(0.6**2 / 2) * 20 * 60 * price  # two hours of the excess above
+    assert firing.excess_total_usd is None  # not known while it lasts
+    assert resolved.excess_total_usd == pytest.approx(true_total, rel=0.2)
+    assert resolved.drivers and "input_tokens" in resolved.drivers
+    assert f"about {money(resolved.excess_total_usd)} spent above normal in all" in resolved.summary
 
 
 def test_severity_comes_from_dollars_not_from_the_ratio():

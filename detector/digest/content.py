@@ -166,13 +166,22 @@ def build_digest(store: HistoryStore, week: str, rules: RuleSet | None = None) -
 
 
 def rank_anomalies(stored: Iterable[StoredAnomaly], week_end: float) -> list[AnomalyLine]:
-    """Anomalies priced and ranked by dollars: excess $/h over their span (to resolution or week end)."""
+    """Anomalies priced and ranked by dollars, most first.
+
+    A resolved anomaly whose cause was measured over its life counts that
+    (``excess_total_usd``); the others, the excess $/h at detection over their
+    span (to resolution or week end). What leaked before detection is at the
+    detection rate, and never more than the whole.
+    """
     lines = []
     for a in stored:
         rate = max(a.record.excess_cost_usd_per_hour, 0.0)
         until = a.resolved_ts if a.resolved_ts is not None else week_end
-        lines.append(AnomalyLine(a, rate * max(until - a.started_ts, 0.0) / 3600,
-                                 rate * max(a.detected_ts - a.started_ts, 0.0) / 3600))
+        whole = rate * max(until - a.started_ts, 0.0) / 3600
+        if a.record.excess_total_usd is not None:
+            whole = max(a.record.excess_total_usd, 0.0)
+        leaked = min(rate * max(a.detected_ts - a.started_ts, 0.0) / 3600, whole)
+        lines.append(AnomalyLine(a, whole, leaked))
     return sorted(lines, key=lambda line: (-line.excess_usd, line.stored.detected_ts, line.id))
 
 
