@@ -22,7 +22,7 @@ import http.client
 import logging
 import re
 import socket
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.error import URLError
@@ -261,15 +261,9 @@ class SlackTransport:
                                                 limit=PAGE, cursor=cursor)
 
         method = "conversations.replies" if thread_ts else "conversations.history"
-        cursor: str | None = None
-        for _ in range(pages):
-            response = self._call(method, functools.partial(read, cursor))
-            for message in response.get("messages") or []:
-                if message.get("ts") != thread_ts and _same_metadata(message.get("metadata"), metadata):
-                    return str(message["ts"])
-            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
-            if cursor is None:
-                return None
+        for message in self._paged(method, read, "messages", pages):
+            if message.get("ts") != thread_ts and _same_metadata(message.get("metadata"), metadata):
+                return str(message["ts"])
         return None
 
     def channel_id(self, channel: str, *, pages: int = 10) -> str | None:
@@ -285,20 +279,23 @@ class SlackTransport:
         name = channel.lstrip("#")
         if name in self._channel_ids or self.client is None:
             return self._channel_ids.get(name)
-        client, cursor = self.client, None
+        read = functools.partial(self.client.conversations_list, types="public_channel", exclude_archived=True,
+                                 limit=PAGE)
+        for found in self._paged("conversations.list", lambda cursor: read(cursor=cursor), "channels", pages):
+            if found.get("name") == name:
+                self._channel_ids[name] = str(found["id"])
+                return self._channel_ids[name]
+        return None
+
+    def _paged(self, method: str, read: Callable[[str | None], Any], key: str, pages: int) -> Iterator[Any]:
+        """The ``key`` items of a cursor-paged read, page by page (each a :meth:`_call`), at most ``pages`` pages."""
+        cursor: str | None = None
         for _ in range(pages):
-            response = self._call("conversations.list", functools.partial(
-                client.conversations_list, types="public_channel", exclude_archived=True,
-                limit=PAGE, cursor=cursor,
-            ))
-            for found in response.get("channels") or []:
-                if found.get("name") == name:
-                    self._channel_ids[name] = str(found["id"])
-                    return self._channel_ids[name]
+            response = self._call(method, functools.partial(read, cursor))
+            yield from response.get(key) or []
             cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
             if cursor is None:
-                break
-        return None
+                return
 
     def update(self, channel: str, ts: str, message: dict[str, Any]) -> None:
         """Rewrite a message we posted (Web API only)."""
