@@ -122,12 +122,27 @@ def money(usd: float) -> str:
     return f"{sign}${usd:,.2f}"
 
 
-def cause_text(usd_per_hour: float, up: str, down: str) -> str:
-    """A cause of a spend change with its dollars an hour, in the words of its direction (``down`` for a saving).
+CAUSE_WORDS: dict[str, tuple[str, str]] = {
+    # The causes of a spend change (the keys of Anomaly.drivers), as a person says them after
+    # "+$30/h", and where they saved money: "-$0.08/h fewer requests", not "more requests".
+    # One vocabulary for the summary line, the Slack card and the digest.
+    "volume": ("more requests", "fewer requests"),
+    "input_tokens": ("longer prompts", "shorter prompts"),
+    "output_tokens": ("longer answers", "shorter answers"),
+    "tier_mix": ("pricier model mix", "cheaper model mix"),
+    "retries": ("retries", "fewer retries"),
+    "cache": ("fewer cache hits", "more cache hits"),
+    "other": ("other", "other"),
+}
 
-    >>> cause_text(8.1, "more requests", "fewer requests"), cause_text(-0.08, "more requests", "fewer requests")
-    ('+$8.10/h more requests', '-$0.08/h fewer requests')
+
+def cause_part(cause: str, usd_per_hour: float) -> str:
+    """One cause of a spend change with its dollars an hour, in the words of its direction.
+
+    >>> cause_part("input_tokens", 30.2), cause_part("volume", -0.08), cause_part("gpu_hours", 2.0)
+    ('+$30/h longer prompts', '-$0.08/h fewer requests', '+$2.00/h gpu hours')
     """
+    up, down = CAUSE_WORDS.get(cause) or (cause.replace("_", " "),) * 2
     return f"{'+' if usd_per_hour >= 0 else ''}{money(usd_per_hour)}/h {up if usd_per_hour >= 0 else down}"
 
 

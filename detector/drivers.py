@@ -16,31 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from detector.anomaly import cause_text, money
+from detector.anomaly import cause_part, money
 from detector.llm_series import PROFILE_FIELDS, ModelSeries
 from detector.pricing import PriceTable
 
 REQ, COST, IN, OUT, CACHED, RETRY = range(6)
-DRIVER_WORDS = {
-    "input_tokens": "longer prompts",
-    "output_tokens": "longer answers",
-    "volume": "more requests",
-    "tier_mix": "pricier model mix",
-    "retries": "retries",
-    "cache": "fewer cache hits",
-    "other": "other",
-}
-DRIVER_WORDS_DOWN = {  # the same causes where they saved money: "-$0.08/h fewer requests", not "more requests"
-    "input_tokens": "shorter prompts",
-    "output_tokens": "shorter answers",
-    "volume": "fewer requests",
-    "tier_mix": "cheaper model mix",
-    "retries": "fewer retries",
-    "cache": "more cache hits",
-    "other": "other",
-}
-
-
 CAUSE_OF = {  # the driver an alert on a metric is about: always named in its split, however small
     "input_tokens_per_request": "input_tokens",
     "output_tokens_per_request": "output_tokens",
@@ -49,15 +29,6 @@ CAUSE_OF = {  # the driver an alert on a metric is about: always named in its sp
     "tier_mix": "tier_mix",
     "request_rate": "volume",
 }
-
-
-def driver_part(key: str, usd_per_hour: float) -> str:
-    """One cause in dollars an hour, in the words of its direction.
-
-    >>> driver_part("input_tokens", 30.2), driver_part("volume", -0.08)
-    ('+$30/h longer prompts', '-$0.08/h fewer requests')
-    """
-    return cause_text(usd_per_hour, DRIVER_WORDS.get(key, key), DRIVER_WORDS_DOWN.get(key, key))
 
 
 def decompose(members: Iterable[ModelSeries], prices: PriceTable, *, expected_requests: float | None = None,
@@ -144,5 +115,5 @@ def describe_drivers(drivers: dict[str, float]) -> str:
         return ""
     total = sum(drivers.values())
     sign = "+" if total >= 0 else ""
-    parts = [driver_part(k, v) for k, v in drivers.items()]
+    parts = [cause_part(k, v) for k, v in drivers.items()]
     return f"{sign}{money(total)}/h: " + ", ".join(parts)

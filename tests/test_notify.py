@@ -27,6 +27,7 @@ from slack_sdk.webhook import WebhookClient
 from slack_server import TOKEN, WEBHOOK_PATH, FakeSlack, block_kit_problems
 
 from detector.anomaly import Anomaly, anomaly_id, money, rfc3339
+from detector.drivers import describe_drivers
 from detector.errors import ConfigError
 from detector.notify.escape import (
     ANGLE_LOOKALIKES,
@@ -197,10 +198,19 @@ def test_driver_breakdown_is_shown_only_when_there_is_one():
 
 
 def test_a_cause_that_saved_money_is_named_for_what_it_did():
-    """"-$3.33/h a cheaper model tier", never "-$3.33/h a pricier model tier"."""
+    """"-$3.33/h cheaper model mix", never "-$3.33/h pricier model mix"."""
     causes = "\n".join(texts(render_alert(anomaly(drivers={"input_tokens": 4.0, "tier_mix": -3.33, "volume": -0.5}))))
-    assert "+$4.00/h longer prompts, -$3.33/h a cheaper model tier, -$0.50/h fewer requests" in causes
+    assert "+$4.00/h longer prompts, -$3.33/h cheaper model mix, -$0.50/h fewer requests" in causes
     assert "pricier" not in causes and "more requests" not in causes
+
+
+def test_the_card_names_causes_in_the_words_of_the_summary_line():
+    """The summary line and the card's split are read side by side: one cause, one name."""
+    drivers = {"output_tokens": 5.0, "cache": 2.0, "tier_mix": 1.0}
+    record = anomaly(drivers=drivers, summary=f"Spend grew: {describe_drivers(drivers)}")
+    card = "\n".join(texts(render_alert(record)))
+    for words in ("longer answers", "fewer cache hits", "pricier model mix"):
+        assert card.count(words) == 2, words  # once in the summary, once in the split
 
 
 def test_money_below_normal_is_said_in_words_not_with_a_minus_sign():

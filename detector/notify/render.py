@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from detector.anomaly import Anomaly, cause_text, money, vs_normal, where
+from detector.anomaly import Anomaly, cause_part, money, vs_normal, where
 from detector.notify.blocks import FIELD_MAX, FIELDS_MAX, SECTION_MAX
 from detector.notify.blocks import context as _context
 from detector.notify.blocks import header as _header
@@ -47,25 +47,6 @@ REQUIRED = (
     "id", "rule", "metric", "labels", "severity", "status", "started_at", "detected_at",
     "observed", "baseline", "ratio", "excess_cost_usd_per_hour", "summary",
 )
-
-# The causes of a spend change (Anomaly.drivers keys), as a person says them after "+$30/h".
-CAUSES: dict[str, str] = {
-    "volume": "more requests",
-    "input_tokens": "longer prompts",
-    "output_tokens": "longer outputs",
-    "tier_mix": "a pricier model tier",
-    "retries": "retries",
-    "cache": "fewer prompt-cache hits",
-}
-CAUSES_DOWN: dict[str, str] = {  # where a cause saved money
-    "volume": "fewer requests",
-    "input_tokens": "shorter prompts",
-    "output_tokens": "shorter outputs",
-    "tier_mix": "a cheaper model tier",
-    "retries": "fewer retries",
-    "cache": "more prompt-cache hits",
-}
-
 
 class Driver(NamedTuple):
     """One contributor to an anomaly's excess spend, e.g. a feature on a model."""
@@ -295,8 +276,7 @@ def _causes(causes: Mapping[str, Any]) -> list[dict[str, Any]]:
     """``+$30/h longer prompts, +$8/h more requests``: the excess split by cause, largest first."""
     ranked = sorted(((str(k), float(v)) for k, v in causes.items()), key=lambda kv: -abs(kv[1]))
     parts = [
-        escape_mrkdwn(cause_text(usd, CAUSES.get(cause, cause.replace("_", " ")),
-                                 CAUSES_DOWN.get(cause, cause.replace("_", " "))))
+        escape_mrkdwn(cause_part(cause, usd))
         for cause, usd in ranked[:DRIVERS_SHOWN] if usd
     ]
     if not parts:
