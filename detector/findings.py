@@ -155,7 +155,17 @@ def fmt(metric: str, value: float) -> str:
 
 def finding(metric: str, shift: Found, labels: dict[str, str], excess: float,
             projected: float | None, drivers: dict[str, float] | None, priced: bool) -> Finding:
-    """The record's numbers and its one sentence."""
+    """The record's numbers and its one sentence; the ratio is said once.
+
+    >>> from detector.models.proportion import ShareShift
+    >>> labels = {"team": "search", "feature": "answer"}
+    >>> def said(share): return finding("retry_rate", ShareShift(1, 0.0, share, 0.02, 200, 8), labels,
+    ...                                  2.0, None, None, True).summary.split(" since")[0]
+    >>> said(0.04)
+    'The share of retried requests for search/answer doubled: 2% → 4% (2.0×)'
+    >>> said(0.05)
+    'The share of retried requests for search/answer grew 2.5×: 2% → 5%'
+    """
     observed, baseline = numbers(shift, metric)
     ratio = shift.ratio
     title = TITLES[metric].format(tier=labels.get("tier", "premium"), model=labels.get("model"))
@@ -165,8 +175,9 @@ def finding(metric: str, shift: Found, labels: dict[str, str], excess: float,
     if isinstance(shift, Creep):
         how = f"crept {'up' if ratio >= 1 else 'down'} by {shift.per_day - 1:+.0%} a day"
         since = datetime.fromtimestamp(shift.onset_ts, UTC).strftime("%a %H:%M")
+    said = "" if how.startswith(("grew", "fell to")) else f" ({ratio:.1f}×)"  # not "grew 1.9×: … (1.9×)"
     text = (f"{title} for {where(labels)} {how}: {median}{fmt(metric, baseline)} → "
-            f"{fmt(metric, observed)} ({ratio:.1f}×) since {since} UTC; ")
+            f"{fmt(metric, observed)}{said} since {since} UTC; ")
     if priced:
         text += f"about {vs_normal(excess, '/h')}"
         if projected is not None:
