@@ -42,8 +42,13 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 from bench import traces
 from bench.baseline3sigma import three_sigma_alerts
 from bench.minutes import MinuteSums
-from bench.observation import observe
-from bench.oracle import requests_to_detect, true_prompt_distribution
+from bench.observation import FAILED, RETRY, observe
+from bench.oracle import (
+    requests_to_detect,
+    share_requests_to_detect,
+    true_prompt_distribution,
+    true_shares,
+)
 from bench.scenarios import DAYS, QUICK_TARGETS, TARGETS, Week, suite
 from bench.scoring import (
     GRACE_S,
@@ -57,10 +62,13 @@ from bench.tables import print_report
 from bench.week_run import WeekResult, run_week, window_of
 from detector.config import Settings
 from detector.models.level_shift import LevelConfig
+from detector.models.share_state import ShareConfig
 from detector.pricing import PriceTable
 from detector.replay import tune_gc_for_streaming
 
 DETECTORS = ("spendwatch", "3sigma")
+SHARE_FLAGS = {"error_spike": FAILED, "retry_storm": RETRY}  # incidents of a share, and what counts as a hit
+SHARE_H = ShareConfig().h  # the share oracle judges at the share tests' own threshold
 TRACE_ONSET_SHARE = 0.55  # the doubling starts this far into each trace ...
 TRACE_AFTER_WARMUP_MINUTES = 3  # ... or this many active minutes after the models' warm-up, if that is later
 
@@ -93,7 +101,7 @@ def score_suite(results: Sequence[WeekResult], oracle_h: float) -> dict[str, obj
     outcomes: dict[str, list[tuple[Outcome, dict[str, object]]]] = {d: [] for d in DETECTORS}
     false_alarms: dict[str, dict[str, list[Alert]]] = {d: {"clean": [], "outside": []} for d in DETECTORS}
     series_days = {"clean": 0.0, "outside": 0.0}
-    oracle_rows = []
+    oracle_rows, share_rows = [], []
     for r in results:
         series_days["clean" if r.clean else "outside"] += r.series * DAYS
         twin = clean[r.seed]
@@ -108,8 +116,10 @@ def score_suite(results: Sequence[WeekResult], oracle_h: float) -> dict[str, obj
                 outcomes[detector].append((o, info))
                 if detector == "spendwatch" and w.kind == "prompt_doubling":
                     oracle_rows.append(_oracle(w, o, r, oracle_h, info))
+                if detector == "spendwatch" and w.kind in SHARE_FLAGS:
+                    share_rows.append(_share_oracle(w, o, r, info))
     return {"outcomes": outcomes, "false_alarms": false_alarms, "series_days": series_days,
-            "oracle": oracle_rows}
+            "oracle": oracle_rows, "share_oracle": share_rows}
 
 
 def _outcome(w: Window, firings: list[Alert], r: WeekResult, clean: WeekResult) -> Outcome:
@@ -127,12 +137,24 @@ def _describe(w: Window, r: WeekResult) -> dict[str, object]:
 
 
 def _oracle(w: Window, o: Outcome, r: WeekResult, h: float, info: dict[str, object]) -> dict[str, object]:
-    ts, tokens = r.requests[w.key]
+    ts, tokens, _ = r.requests[w.key]
     mu0, sigma = true_prompt_distribution(dict(w.target))
     after = tokens[(ts >= w.start_s) & (ts <= w.end_s)]
     needed = requests_to_detect(after, mu0, mu0 + math.log(w.magnitude), sigma, h)
     ratio = None if (needed is None or o.requests is None) else o.requests / needed
     return {**info, "oracle_requests": needed, "spendwatch_requests": o.requests, "ratio": ratio}
+
+
+def _share_oracle(w: Window, o: Outcome, r: WeekResult, info: dict[str, object]) -> dict[str, object]:
+    """Would a test that knew both shares have caught it before the incident ended, and after how many requests?"""
+    ts, _, flags = r.requests[w.key]
+    p0, p1 = true_shares(w.kind, w.magnitude, dict(w.target))
+    during = (ts >= w.start_s) & (ts <= w.end_s)
+    needed = share_requests_to_detect(flags[during] & SHARE_FLAGS[w.kind] > 0, p0, p1, SHARE_H)
+    ratio = None if (needed is None or o.requests is None) else o.requests / needed
+    return {**info, "oracle_requests": needed, "spendwatch_requests": o.requests, "ratio": ratio,
+            "requests_during": int(during.sum()), "hits_during": int((flags[during] & SHARE_FLAGS[w.kind] > 0).sum()),
+            "share_before": p0, "share_during": p1}
 
 
 def run_traces(settings: Settings) -> list[dict[str, object]]:
@@ -179,7 +201,7 @@ def to_json(scored: dict[str, object], trace_rows: list[dict[str, object]], meta
         fa[d] = {where: _false_alarm_summary(alerts, listed=d == "spendwatch") for where, alerts in per.items()}
     return orjson.dumps({"run": meta, "outcomes": outcomes, "false_alarms": fa,
                          "series_days": scored["series_days"], "oracle": scored["oracle"],
-                         "traces": trace_rows}, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+                         "share_oracle": scored["share_oracle"], "traces": trace_rows}, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _false_alarm_summary(alerts: Sequence[Alert], listed: bool) -> dict[str, object]:

@@ -3,8 +3,8 @@
 The lines are decoded and fed to the engine exactly as ``spendwatch replay``
 does; the same decoded events fill the per-minute sums (the 3-sigma baseline
 and the dollars leaked are computed from them) and, for each incident
-window, the times and prompt sizes of the requests of its target series
-(affected requests, rate at onset, the CUSUM oracle).
+window, the times, prompt sizes and outcomes of the requests of its target
+series (affected requests, rate at onset, the CUSUM oracles).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from detector.pricing import PriceTable
 from detector.replay import CHUNK_LINES
 
 LOOKBACK_S = 3600.0  # requests before onset kept too: the rate at onset, and the oracle's baseline
+FAILED, RETRY = 1, 2  # a request's flags: it did not succeed (error share); it is a retry (retry share)
 
 
 @dataclass
@@ -31,10 +32,13 @@ class TargetRequests:
 
     ts: list[float] = field(default_factory=list)
     input_tokens: list[int] = field(default_factory=list)
+    flags: list[int] = field(default_factory=list)  # FAILED | RETRY: what the share tests count
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(event times, prompt sizes, flags), in event-time order."""
         order = np.argsort(np.asarray(self.ts), kind="stable")
-        return np.asarray(self.ts, dtype=float)[order], np.asarray(self.input_tokens, dtype=float)[order]
+        return (np.asarray(self.ts, dtype=float)[order], np.asarray(self.input_tokens, dtype=float)[order],
+                np.asarray(self.flags, dtype=np.int8)[order])
 
 
 @dataclass
@@ -105,3 +109,4 @@ def _collect(events: Sequence[object], windows: Sequence[Window],
                 t = targets[w.key]
                 t.ts.append(ev.ts)
                 t.input_tokens.append(ev.input_tokens)
+                t.flags.append((FAILED if ev.status != "ok" else 0) | (RETRY if ev.attempt > 1 else 0))

@@ -84,6 +84,29 @@ def oracle_ratio(scored: dict, size: str) -> float | None:
     return float(np.median(ratios)) if ratios else None
 
 
+def share_oracle_rows(scored: dict) -> list[dict[str, object]]:
+    """Per share incident kind and magnitude: how many the oracle catches, and spendwatch among those.
+
+    An incident the oracle does not catch before it ends carries too little
+    evidence in its requests for any test at that threshold; recall over
+    the ones it does catch is what is left to improve.
+    """
+    rows = []
+    for kind in ("retry_storm", "error_spike"):
+        for size, magnitude in zip(("larger", "smaller"), MAGNITUDES[kind], strict=True):
+            picked = [r for r in scored.get("share_oracle", []) if r["kind"] == kind and r["size"] == size]
+            if not picked:
+                continue
+            seen = [r for r in picked if r["oracle_requests"] is not None]
+            caught = [r for r in seen if r["spendwatch_requests"] is not None]
+            ratios = [r["ratio"] for r in caught if r["ratio"] is not None]
+            rows.append({"kind": kind, "magnitude": magnitude, "n": len(picked), "oracle": len(seen),
+                         "spendwatch_of_oracle": len(caught),
+                         "spendwatch": sum(r["spendwatch_requests"] is not None for r in picked),
+                         "ratio": float(np.median(ratios)) if ratios else None})
+    return rows
+
+
 def false_alarm_rates(scored: dict) -> dict[str, dict[str, float]]:
     """Per detector: critical and all false alarms per 1,000 series-days, clean weeks and outside windows."""
     out: dict[str, dict[str, float]] = {}
@@ -105,6 +128,8 @@ def print_report(scored: dict, trace_rows: list[dict[str, object]], meta: dict[s
     console = Console(width=220)
     console.print(_incident_table(incident_rows(scored)))
     console.print(_overall_table(scored, trace_rows))
+    if scored.get("share_oracle"):
+        console.print(_share_oracle_table(share_oracle_rows(scored)))
     console.print(_trace_table(trace_rows))
     console.print(f"{meta['weeks']} weeks, {meta['events']:,} events ({meta['rejected']} rejected), "
                   f"{meta['seconds']:.0f} s; grace after an incident's end {int(meta['grace_s']) // 60} min")
@@ -163,6 +188,17 @@ def _overall_table(scored: dict, trace_rows: list[dict[str, object]]) -> Table:
     clean = {d: sum(int(r["clean_firings"]) for r in trace_rows if r["detector"] == d) for d in ("spendwatch", "3sigma")}
     t.add_row("firings on the clean real traces", str(clean["spendwatch"]), str(clean["3sigma"]), "0",
               mark(clean["spendwatch"] == 0), mark(clean["spendwatch"] <= clean["3sigma"]))
+    return t
+
+
+def _share_oracle_table(rows: list[dict[str, object]]) -> Table:
+    t = Table(title="Share incidents against a CUSUM that knows both shares (the oracle), at the share tests' threshold")
+    for col in ("kind", "mag", "n", "caught by the oracle", "spendwatch, of those", "spendwatch, all",
+                "requests / oracle's (median)"):
+        t.add_column(col, justify="left" if col == "kind" else "right")
+    for r in rows:
+        t.add_row(str(r["kind"]), f"{r['magnitude']:g}", str(r["n"]), str(r["oracle"]),
+                  str(r["spendwatch_of_oracle"]), str(r["spendwatch"]), _num(r["ratio"], 2))  # type: ignore[arg-type]
     return t
 
 

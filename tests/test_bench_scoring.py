@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench/ packa
 
 from bench.baseline3sigma import breaches, onsets, three_sigma_alerts
 from bench.minutes import MinuteSums
-from bench.oracle import requests_to_detect
+from bench.oracle import requests_to_detect, share_requests_to_detect, true_shares
 from bench.scenarios import TARGETS, suite
 from bench.scoring import (
     GRACE_S,
@@ -29,6 +29,7 @@ from bench.tables import beats
 from detector.config import Settings
 from detector.events import LlmRequest
 from detector.pricing import PriceTable
+from detector.simulate import DEFAULT_START, Incident, simulate
 
 SUMMARIZE = {"team": "search", "feature": "summarize", "model": "gpt-4o-mini"}
 ONSET, END = 10_000.0, 10_000.0 + 6 * 3600
@@ -177,6 +178,27 @@ def test_the_oracle_needs_fewer_requests_for_a_larger_shift():
     n15 = requests_to_detect(np.exp(mu0 + math.log(1.5) + sigma * z), mu0, mu0 + math.log(1.5), sigma, 14.0)
     assert n2 is not None and n15 is not None and n2 < n15
     assert requests_to_detect(np.exp(mu0 + sigma * z[:200]), mu0, mu0 + math.log(2.0), sigma, 14.0) is None
+
+
+def test_the_share_oracle_knows_the_shares_the_simulator_draws():
+    """Failed and retried shares of a busy series, before and inside a four-hour incident of each kind."""
+    target = {"team": "search", "feature": "rerank-embed", "model": "text-embedding-3-small"}
+    start = DEFAULT_START + timedelta(hours=8)
+    for kind, magnitude, hit in (("error_spike", 0.2, "failed"), ("retry_storm", 0.3, "retry")):
+        sim = simulate(days=1, seed=5, incidents=[Incident(kind, start, start + timedelta(hours=4), magnitude, target)])
+        inside, before = [], []
+        lo, hi = start.isoformat()[:19], (start + timedelta(hours=4)).isoformat()[:19]
+        for e in sim.events():
+            if e.get("feature") == "rerank-embed":
+                flag = e["status"] != "ok" if hit == "failed" else e["attempt"] > 1
+                (inside if lo <= e["ts"][:19] < hi else before).append(flag)
+        p0, p1 = true_shares(kind, magnitude, target)
+        for flags, share in ((before, p0), (inside, p1)):
+            n = len(flags)
+            assert n > 3000
+            assert abs(np.mean(flags) - share) < 4 * math.sqrt(share * (1 - share) / n), (kind, share)
+        assert share_requests_to_detect(np.array(inside), p0, p1, 12.0) is not None
+        assert share_requests_to_detect(np.array(before[:3000]), p0, p1, 12.0) is None
 
 
 def test_the_suite_puts_every_kind_and_magnitude_on_series_that_cannot_be_confused():
