@@ -222,6 +222,13 @@ class Consumer:
             self.process.wait(10)
 
 
+def consumer_env(broker_url: str, loaded: Loaded, group: str, partitions: int, data_dir: Path) -> dict[str, str]:
+    """The settings of a consumer process in ``group`` reading ``loaded``'s topic, as environment variables."""
+    return {"SPENDWATCH_BROKER": broker_url, "SPENDWATCH_USAGE_TOPIC": loaded.topic,
+            "SPENDWATCH_CONSUMER_GROUP": group, "SPENDWATCH_PARTITIONS": str(partitions),
+            "SPENDWATCH_DATA_DIR": str(data_dir)}
+
+
 def spawn(command: list[str], env: dict[str, str], web_port: int, log: Path,
           progress: Callable[[Consumer], tuple[float, bool]]) -> Consumer:
     full_env = {**os.environ, **BENCH_BROKER_ENV, "PYTHONPATH": str(REPO), **env,

@@ -57,6 +57,7 @@ from bench.stream_runs import (
     Loaded,
     bare_consumer,
     best_speedup,
+    consumer_env,
     load_batched,
     load_single,
     noop_command,
@@ -95,15 +96,12 @@ def run_processes(broker: Broker, tmp: Path, loaded: Loaded, name: str, count: i
     ``build``: the ``PYTHONPATH`` they import spendwatch from (default: this checkout).
     """
     group = f"bench-{name}-{time.monotonic_ns()}"
-    env = {"SPENDWATCH_BROKER": broker.url, "SPENDWATCH_USAGE_TOPIC": loaded.topic,
-           "SPENDWATCH_CONSUMER_GROUP": group, "SPENDWATCH_PARTITIONS": str(PARTITIONS),
-           **({"PYTHONPATH": build} if build else {})}
     consumers = []
     try:
         for i in range(count):
-            port = free_port()
-            consumers.append(spawn(command, {**env, "SPENDWATCH_DATA_DIR": str(tmp / f"{group}-{i}")},
-                                   port, tmp / f"{group}-{i}.log", progress))
+            env = consumer_env(broker.url, loaded, group, PARTITIONS, tmp / f"{group}-{i}")
+            consumers.append(spawn(command, {**env, **({"PYTHONPATH": build} if build else {})},
+                                   free_port(), tmp / f"{group}-{i}.log", progress))
         return time_consumers(consumers, loaded, broker.process.pid, timeout_s)
     finally:
         for c in consumers:

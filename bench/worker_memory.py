@@ -40,6 +40,7 @@ from broker import Broker, free_port, running_broker  # tests/broker.py
 from bench import memory
 from bench.stream_runs import (
     Loaded,
+    consumer_env,
     load_batched,
     spawn,
     time_consumers,
@@ -72,9 +73,8 @@ def load(broker: Broker, series: int, minutes: int) -> Loaded:
 
 def worker_rss(broker: Broker, tmp: Path, loaded: Loaded, run: str) -> int:
     """A fresh worker's resident bytes once it has processed everything on ``loaded``'s topic."""
-    env = {"SPENDWATCH_BROKER": broker.url, "SPENDWATCH_USAGE_TOPIC": loaded.topic,
-           "SPENDWATCH_CONSUMER_GROUP": f"bench-memory-{run}", "SPENDWATCH_PARTITIONS": str(PARTITIONS),
-           "SPENDWATCH_DATA_DIR": str(tmp / f"worker-{run}"), "SPENDWATCH_WARMUP_REQUESTS": "50"}
+    env = {**consumer_env(broker.url, loaded, f"bench-memory-{run}", PARTITIONS, tmp / f"worker-{run}"),
+           "SPENDWATCH_WARMUP_REQUESTS": "50"}
     worker = spawn(worker_command(), env, free_port(), tmp / f"worker-{run}.log", worker_progress)
     try:
         time_consumers([worker], loaded, broker.process.pid, timeout_s=900)
