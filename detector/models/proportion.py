@@ -96,15 +96,16 @@ BELOW_ALARM = 0.999  # score() ceiling outside an alarm: suspicion is not an ala
 BIG_CALM = 0.25
 """The baseline stops learning once the second upward test passes this share of ``h``.
 
-Half of ``h``, as for the moderate tests, let an hour-long error spike on a
-series of a request a minute teach the baseline its failures (1.9 % → 2.5 %
-over the hour, costing the test ~2 nats), since the second test falls back
-under half between failures. At a quarter it stays frozen through such a
-spike. On steady traffic it pauses only for the minutes after a cluster of
-hits, which are a sample like any other while hits are independent; where
-failures come in bursts over several minutes the pause skips the burst's
-tail and learns the share a little low. Measured: the same false alarms on
-the clean simulated weeks, all severities.
+When only the moderate tests stopped it (at half of ``h``), an hour-long
+error spike on a series of a request a minute taught the baseline its
+failures (1.9 % → 2.5 % over the hour, costing the second test ~2 nats):
+the moderate test, tuned to a smaller change, stays under half. Stopped
+also while the second test is past a quarter, it stays frozen through such
+a spike. On steady traffic it pauses only for the minutes after a cluster
+of hits, which are a sample like any other while hits are independent;
+where failures come in bursts over several minutes the pause skips the
+burst's tail and learns the share a little low. Measured: the same false
+alarms on the clean simulated weeks, all severities.
 """
 
 
