@@ -99,9 +99,9 @@ BIG_CALM = 0.25
 When only the moderate tests stopped it (at half of ``h``), an hour-long
 error spike on a series of a request a minute taught the baseline its
 failures (1.9 % → 2.5 % over the hour, costing the second test ~2 nats):
-the moderate test, tuned to a smaller change, stays under half. Stopped
-also while the second test is past a quarter, it stays frozen through such
-a spike. On steady traffic it pauses only for the minutes after a cluster
+the moderate test, tuned to a smaller change, stays under half for most of
+it. Stopped also while the second test is past a quarter, the baseline
+stays frozen through such a spike. On steady traffic it pauses only for the minutes after a cluster
 of hits, which are a sample like any other while hits are independent;
 where failures come in bursts over several minutes the pause skips the
 burst's tail and learns the share a little low. Measured: the same false
