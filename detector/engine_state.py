@@ -16,7 +16,7 @@ from urllib.parse import quote, unquote
 from detector.anomaly import Anomaly
 from detector.events import Event, GpuSample, LlmRequest, UsageSample
 from detector.llm_series import FeatureSeries, Incident, ModelSeries
-from detector.monitor import Monitor
+from detector.monitor import Monitor, monitor_state, restored
 from detector.rules.ruleset import RuleSet
 
 STATE_VERSION = 1
@@ -92,8 +92,8 @@ def export_features(features: list[FeatureSeries]) -> list[dict[str, Any]]:
 def _export_feature(f: FeatureSeries) -> dict[str, Any]:
     state: dict[str, Any] = {
         "v": STATE_VERSION, "key": list(f.key), "minute": f.minute, "n": f.n, "cost": f.cost,
-        "tiers": dict(f.tiers), "rates": [m.to_state() for m in f.rates],
-        "tier_mix": {tier: [m.to_state() for m in ms] for tier, ms in f.tier_mix.items()},
+        "tiers": dict(f.tiers), "rates": [monitor_state(m) for m in f.rates],
+        "tier_mix": {tier: [monitor_state(m) for m in ms] for tier, ms in f.tier_mix.items()},
         "members": [s.to_state() for s in f.members.values()], "incident": None, "last_resolved": f.last_resolved,
     }
     inc = f.incident
@@ -139,12 +139,14 @@ def _import_feature(state: dict[str, Any], new_monitors: Callable[[ModelSeries |
         s = ModelSeries(key, member["tier"], float(member["first_ts"]), member["category"])
         s.restore(member)
         new_monitors(s)
-        _restore(s.monitors(), member["monitors"])
+        s.per_request = _restored(s.per_request, member["monitors"])
+        s.per_minute = _restored(s.per_minute, member["monitors"])
         f.members[key[-1]] = s
     new_monitors(f)  # after the members: a pricier member gets its share-of-requests monitor
-    _restore(f.rates, state["rates"])
+    f.rates = _restored(f.rates, state["rates"])
     for model, saved in state["tier_mix"].items():
-        _restore(f.tier_mix.get(model, []), saved)
+        if model in f.tier_mix:
+            f.tier_mix[model] = _restored(f.tier_mix[model], saved)
     inc = state["incident"]
     if inc is not None:
         mon, series = _find(f, inc["where"])
@@ -155,12 +157,10 @@ def _import_feature(state: dict[str, Any], new_monitors: Callable[[ModelSeries |
     return f
 
 
-def _restore(monitors: list[Monitor], saved: list[dict[str, Any]]) -> None:
+def _restored(monitors: tuple[Monitor, ...], saved: list[dict[str, Any]]) -> tuple[Monitor, ...]:
+    """The monitors of the rules in force, each with its saved state where one was saved under its rule."""
     by_rule = {s["rule"]: s for s in saved}
-    for mon in monitors:
-        state = by_rule.get(mon.rule_id)
-        if state is not None:
-            mon.restore(state)
+    return tuple(mon if by_rule.get(mon.rule_id) is None else restored(mon, by_rule[mon.rule_id]) for mon in monitors)
 
 
 def _find(f: FeatureSeries, where: list[Any]) -> tuple[Monitor | None, ModelSeries | None]:

@@ -26,7 +26,7 @@ from typing import Any
 
 from detector.anomaly import Anomaly
 from detector.ledger import SpendLedger
-from detector.monitor import Monitor
+from detector.monitor import Monitor, monitor_state
 
 PROFILE_FIELDS = ("requests", "cost", "input", "output", "cached", "retries")
 RECENT_HALF_LIFE = 5.0  # minutes: "now" for pricing and drivers
@@ -279,7 +279,7 @@ class ModelSeries:
         state["booked"] = [int(a[BOOKED_N]), a[BOOKED_COST], int(a[BOOKED_UNPRICED])]
         state["recent"] = self.recent.to_state()
         state["baseline"] = self.baseline.to_state()
-        state["monitors"] = [m.to_state() for m in self.monitors()]
+        state["monitors"] = [monitor_state(m) for m in self.monitors()]
         return state
 
     def restore(self, state: dict[str, Any]) -> None:

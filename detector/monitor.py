@@ -3,8 +3,9 @@
 The rules say *what* to watch and how sensitive to be (``rules/default.yaml``
 ships one anomaly rule per metric; a team file may override one for its own
 scope); the engine turns each anomaly rule that selects a series into a
-:class:`Monitor` holding the online model the rule names, built with the
-rule's parameters. Threshold and budget rules are not monitors: they have no
+monitor: the online model the rule names, built with the rule's parameters,
+carrying the rule and whether its shift has paged
+(:class:`~detector.models.state.Watched`). Threshold and budget rules are not monitors: they have no
 model to learn and are evaluated by :mod:`detector.rules`.
 """
 
@@ -57,43 +58,35 @@ def watch(rule: Rule | None, metric: str, rule_id: str) -> Watch:
     return found
 
 
-class Monitor:
-    """A rule's model on one series, and the alert it has open (if any).
+Monitor = Model
+"""A rule's model on one series: the model itself, carrying its rule and paging state (:class:`Watched`)."""
 
-    ``paged`` is set when the model's shift became an alert (or was merged
-    into another), so one shift pages once however long it lasts. The rule,
-    its id and the metric are the same on every series the rule watches, so
-    they live in one shared :class:`Watch`.
+
+def monitor(rule: Rule | None, metric: str, model: Model, rule_id: str | None = None) -> Monitor:
+    """``model`` as the monitor of ``rule`` (or of the built-in ``rule_id``) on ``metric``.
+
+    >>> m = monitor(None, "error_rate", ProportionShift())
+    >>> m.rule_id, m.metric, m.paged, m.model is m
+    ('builtin.error_rate', 'error_rate', False, True)
     """
+    model.watch = watch(rule, metric, rule.id if rule is not None else rule_id or f"builtin.{metric}")
+    model.paged = False
+    model.held_since = 0.0
+    return model
 
-    __slots__ = ("held_since", "model", "paged", "watch")
 
-    def __init__(self, rule: Rule | None, metric: str, model: Model, rule_id: str | None = None) -> None:
-        self.watch = watch(rule, metric, rule.id if rule is not None else rule_id or f"builtin.{metric}")
-        self.model = model
-        self.paged = False
-        self.held_since = 0.0  # event time a derived metric's shift was first seen waiting for a cause
+def monitor_state(mon: Monitor) -> dict[str, Any]:
+    """A monitor's saved state: its rule, its model's state and its alert flags."""
+    return {"rule": mon.rule_id, "model": mon.to_state(), "paged": mon.paged, "held": mon.held_since}
 
-    @property
-    def rule(self) -> Rule | None:
-        return self.watch.rule
 
-    @property
-    def rule_id(self) -> str:
-        return self.watch.rule_id
-
-    @property
-    def metric(self) -> str:
-        return self.watch.metric
-
-    def to_state(self) -> dict[str, Any]:
-        return {"rule": self.rule_id, "model": self.model.to_state(), "paged": self.paged, "held": self.held_since}
-
-    def restore(self, state: Mapping[str, Any]) -> None:
-        """Take the model and alert flags of a saved monitor of the same rule."""
-        self.model = type(self.model).from_state(dict(state["model"]))
-        self.paged = bool(state["paged"])
-        self.held_since = float(state["held"])
+def restored(mon: Monitor, state: Mapping[str, Any]) -> Monitor:
+    """A new monitor of the same rule as ``mon`` with the model and alert flags of a saved one."""
+    model = type(mon).from_state(dict(state["model"]))
+    model.watch = mon.watch
+    model.paged = bool(state["paged"])
+    model.held_since = float(state["held"])
+    return model
 
 
 def monitors_for(
@@ -111,15 +104,15 @@ def monitors_for(
     out: list[Monitor] = []
     for metric in metrics:
         if rules is None:
-            out.append(Monitor(None, metric, default_model(metric, settings)))
+            out.append(monitor(None, metric, default_model(metric, settings)))
             if metric == "input_tokens_per_request":
-                out.append(Monitor(None, metric, SlowCreep(), rule_id=CREEP_RULE))
+                out.append(monitor(None, metric, SlowCreep(), rule_id=CREEP_RULE))
             continue
         for rule in rules.for_series(labels, metric):
             if rule.enabled and rule.expr.anomaly is not None:
                 model = model_for(rule, settings)
                 if model is not None:
-                    out.append(Monitor(rule, metric, model))
+                    out.append(monitor(rule, metric, model))
     return tuple(out)
 
 

@@ -88,9 +88,9 @@ def test_a_saved_incident_does_not_change_when_the_incident_goes_on() -> None:
 
     from detector.llm_series import Incident
     from detector.models.level_shift import LogLevelShift
-    from detector.monitor import Monitor
+    from detector.monitor import monitor
 
-    inc = Incident(firing(1.8e9), Monitor(None, "input_tokens_per_request", LogLevelShift()), None)
+    inc = Incident(firing(1.8e9), monitor(None, "input_tokens_per_request", LogLevelShift()), None)
     inc.add_minute("gpt-4o", (1.0, 0.5))
     saved = inc.to_state()
     inc.add_minute("gpt-4o", (2.0, 0.5))

@@ -57,6 +57,7 @@ from typing import Any
 
 from detector.models.state import (
     Packed,
+    Watched,
     packed_state,
     restore_packed,
     shared,
@@ -133,7 +134,7 @@ NUMBERS = Packed(
 NUMBERS.check(globals())
 
 
-class SlowCreep:
+class SlowCreep(Watched):
     """Online test of a slow, sustained drift of a positive, heavy-tailed quantity against a long baseline.
 
     Three days of steady prompts, then +5 % a day: the alarm comes on the
@@ -171,6 +172,7 @@ class SlowCreep:
         recent_half_life_h: float = 6.0,
         baseline_half_life_h: float = 168.0,
     ) -> None:
+        Watched.__init__(self)
         self.config = shared(CreepConfig(warmup, warmup_hours, z, min_ratio, min_sd, clip, sustain_hours,
                                          recent_half_life_h, baseline_half_life_h))
         self.phase = LEARNING

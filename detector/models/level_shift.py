@@ -81,6 +81,7 @@ from detector.models.level_wander import (
 )
 from detector.models.level_wander import persistence as wander_persistence
 from detector.models.state import (
+    Watched,
     packed_state,
     restore_packed,
     saved_run,
@@ -91,7 +92,7 @@ _log1p = math.log1p
 _M_END, _NO_SUMS = M_RAW + 1, array("d", (0.0, 0.0, 0.0, 0.0))  # the open minute's sums, m_n … m_raw, emptied
 
 
-class LogLevelShift:
+class LogLevelShift(Watched):
     """Online detector of sustained level shifts of a positive, heavy-tailed quantity.
 
     A stationary lognormal stream stays quiet; doubling it fires within minutes
@@ -132,6 +133,7 @@ class LogLevelShift:
         min_ratio: float = 1.3,
         min_run: int = 10,
     ) -> None:
+        Watched.__init__(self)
         self.config = shared(LevelConfig(warmup, warmup_minutes, delta, h, clip, half_life, min_ratio, min_run))
         self.phase = LEARNING
         # tau2 is the running estimate of the wandering's variance, floored where it is used but

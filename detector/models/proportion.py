@@ -81,6 +81,7 @@ from detector.models.share_state import (
     ShareConfig,
 )
 from detector.models.state import (
+    Watched,
     grow_run,
     packed_state,
     restore_packed,
@@ -128,7 +129,7 @@ class ShareShift:
 _COUNTS_END, _NO_COUNTS = M_N + 1, array("d", (0.0, 0.0))  # the open minute's m_k, m_n, emptied
 
 
-class ProportionShift:
+class ProportionShift(Watched):
     """Online detector of a sustained change in the share of hits among trials.
 
     ``update(hits, ts, trials=1)``: one request is ``update(is_retry, ts)``;
@@ -166,6 +167,7 @@ class ProportionShift:
         warmup_minutes: int = 30,
         half_life: float = 1000.0,
     ) -> None:
+        Watched.__init__(self)
         self.config = shared(ShareConfig(ratio_above, ratio_below, min_delta, min_ratio, h, z, warmup,
                                          warmup_minutes, half_life))
         self.phase = LEARNING

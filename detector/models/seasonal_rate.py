@@ -70,6 +70,7 @@ from detector.models.rate_state import (
     saved_counts,
 )
 from detector.models.state import (
+    Watched,
     packed_state,
     restore_packed,
     saved_run,
@@ -88,7 +89,7 @@ FLOOR_SHARE = 0.01  # expectation floor, as a share of the series' mean rate
 BELOW_ALARM = 0.999  # score() ceiling outside an alarm: suspicion is not an alarm
 
 
-class SeasonalRate:
+class SeasonalRate(Watched):
     """Online detector of sustained changes in a per-minute amount with a weekly rhythm.
 
     ``update(amount, ts)`` adds to the minute of ``ts`` (1 per request, or
@@ -131,6 +132,7 @@ class SeasonalRate:
         max_gap_minutes: int = 720,
         utc_offset_minutes: int = 0,
     ) -> None:
+        Watched.__init__(self)
         self.config = shared(RateConfig(ratio_above, ratio_below, min_ratio, h, z, min_minutes, warmup_minutes,
                                         min_bucket_minutes, bucket_half_life, level_half_life, noise_half_life,
                                         max_gap_minutes, utc_offset_minutes))
