@@ -5,8 +5,9 @@ ships one anomaly rule per metric; a team file may override one for its own
 scope); the engine turns each anomaly rule that selects a series into a
 monitor: the online model the rule names, built with the rule's parameters,
 carrying the rule and whether its shift has paged
-(:class:`~detector.models.state.Watched`). Threshold and budget rules are not monitors: they have no
-model to learn and are evaluated by :mod:`detector.rules`.
+(:class:`~detector.models.state.Watched`). Threshold and budget rules are
+not monitors: they have no model to learn and are evaluated by
+:mod:`detector.rules`.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def watch(rule: Rule | None, metric: str, rule_id: str) -> Watch:
 
 
 Monitor = Model
-"""A rule's model on one series: the model itself, carrying its rule and paging state (:class:`Watched`)."""
+"""A rule's model on one series: the model itself, carrying its rule and paging state (``Watched``)."""
 
 
 def monitor(rule: Rule | None, metric: str, model: Model, rule_id: str | None = None) -> Monitor:
