@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 import pytest
 
 from detector.engine import Engine
 from detector.events import Decoder
+from detector.models import rate_profile
 from detector.pricing import PriceTable
 from detector.replay import replay_lines
 from detector.simulate import DEFAULT_START, World, parse_incident, simulate
@@ -42,6 +44,15 @@ def test_a_prompt_doubling_is_caught_within_minutes_with_the_right_labels_and_ra
     resolved = [r for r in records if r.status == "resolved"]
     assert [r.id for r in resolved] == [alert.id]
     assert 0 <= seconds(resolved[0].resolved_at) - seconds(truth["end"]) <= 15 * 60
+
+
+def test_a_nightly_job_that_stops_on_the_hour_does_not_page_as_a_runaway(monkeypatch):
+    """The eval suite runs 01:00–04:00 at its full rate; a profile sliding towards the quiet 4 am expects half."""
+    sim = simulate(days=4, seed=2, world=World.default().only(team="research", feature="eval-suite"))
+    assert [r.summary for r in detect(sim) if r.status == "firing"] == []
+    monkeypatch.setattr(rate_profile, "STEP", math.inf)  # the slide alone, as for people's traffic
+    paged = [r for r in detect(sim) if r.status == "firing"]
+    assert [(r.metric, r.detected_at) for r in paged] == [("request_rate", "2026-11-18T04:00:00Z")]
 
 
 @pytest.mark.slow

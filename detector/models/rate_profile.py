@@ -7,7 +7,9 @@ hour-of-week buckets because Monday to Friday share a shape in most traffic,
 so a weekday bucket is seen five times a week and can judge on day three
 instead of in week three, and 48 means keep the state near 1 KB. Within an
 hour the expectation is interpolated between neighbouring hours, so the
-9 am ramp is a slope, not a staircase. A bucket judges once it holds
+9 am ramp is a slope, not a staircase; where two hours are a step apart (a
+nightly job starting or stopping), the tests also weigh the hour's own
+bucket (:func:`own_bucket`). A bucket judges once it holds
 ``min_bucket_minutes`` (two visits); an unseen weekend hour borrows the
 weekday hour times the learned weekend factor, for the upward test only.
 
@@ -59,6 +61,36 @@ def profile_at(a: array[float], seen: array[int], c: RateConfig, t: int) -> tupl
         factor = weekend_factor(a, seen)
         return a[PROF + other] * (factor if b >= 24 else 1.0 / factor), False, UP_ONLY
     return 0.0, False, NO_TEST
+
+
+STEP = 2.0  # neighbouring hours this many times apart are a step (a job starting or stopping), not a ramp
+
+
+def own_bucket(a: array[float], seen: array[int], c: RateConfig, t: int) -> float | None:
+    """Minute ``t``'s own hour where the next one differs by a step (``STEP`` times); else None.
+
+    :func:`profile_at` slides towards the neighbouring hour, as people's
+    traffic ramps; a nightly job instead keeps its rate to the hour and
+    stops. Where the two hours are a step apart, the caller also weighs the
+    hour's own level.
+
+    >>> from detector.models.rate_state import NUMBERS, BUCKETS
+    >>> a, seen = NUMBERS.new(), array("H", [60] * BUCKETS)
+    >>> a[PROF + 3], a[PROF + 4], a[PROF + 5] = 19.0, 0.1, 0.12
+    >>> c = RateConfig()
+    >>> own_bucket(a, seen, c, 3 * 60 + 50), own_bucket(a, seen, c, 4 * 60 + 50)  # a job's last minutes; a quiet hour
+    (19.0, None)
+    """
+    offset = c.utc_offset_minutes
+    b = bucket(t, offset)
+    if seen[b] < ESTABLISHED:
+        return None
+    pos = ((t + offset) % 60 + 0.5) / 60 - 0.5
+    nb = bucket(t + (60 if pos >= 0 else -60), offset)
+    if seen[nb] < ESTABLISHED:
+        return None
+    own, other = a[PROF + b], a[PROF + nb]
+    return own if other * STEP < own or own * STEP < other else None
 
 
 def weekend_factor(a: array[float], seen: array[int]) -> float:

@@ -47,7 +47,13 @@ from typing import Any
 
 from detector.models import rate_noise, rate_profile, rate_run
 from detector.models.rate_noise import learn_noise, noise_fit
-from detector.models.rate_profile import BOTH, ESTABLISHED, learn_bucket, profile_at
+from detector.models.rate_profile import (
+    BOTH,
+    ESTABLISHED,
+    learn_bucket,
+    own_bucket,
+    profile_at,
+)
 from detector.models.rate_run import extend, factor, llr
 from detector.models.rate_shift import RateShift, shift_of, start_shift, track_shift
 from detector.models.rate_state import (
@@ -191,24 +197,35 @@ class SeasonalRate(Watched):
         calm = s_up < c.h / 2 and s_dn < c.h / 2
         quiet = s_up <= 0 and s_dn <= 0
         if self.phase == WATCHING and tests and a[N1] >= ESTABLISHED:
-            self._judge(t, x, mu, tests)
+            own = own_bucket(a, self.counts, c, t)
+            hour = mu if own is None else max(self.level * own, self._floor())
+            self._judge(t, x, max(mu, hour), min(mu, hour), tests)
         if calm and self.phase != SHIFTED:
             self._learn(t, x, v, mu if learns else 0.0, quiet)
 
-    def _judge(self, t: int, x: float, mu: float, tests: int) -> None:
+    def _judge(self, t: int, x: float, mu_up: float, mu_dn: float, tests: int) -> None:
+        """Judge minute ``t``: the upward test against ``mu_up``, the downward one against ``mu_dn``.
+
+        Within an hour the profile slides towards the next hour's bucket, as
+        people's traffic ramps; a batch job keeps its rate to the hour and
+        stops. Where the two hours are a step apart
+        (:func:`~detector.models.rate_profile.own_bucket`), each test takes
+        whichever of the slide and the hour's own bucket is the harder to
+        pass, so the end of a nightly job does not read as a runaway in its
+        last half hour (nor its start as a drop).
+        """
         a, c = self.a, self.config
-        d = self.dispersion(mu)
         s_up, s_dn = a[S_UP], a[S_DN]
         if c.ratio_above is not None:
-            s_up += llr(x, mu, c.ratio_above) / d
+            s_up += llr(x, mu_up, c.ratio_above) / self.dispersion(mu_up)
             a[S_UP] = s_up = s_up if s_up > 0.0 else 0.0
         if c.ratio_below is not None and tests == BOTH:
-            s_dn += llr(x, mu, c.ratio_below) / d
+            s_dn += llr(x, mu_dn, c.ratio_below) / self.dispersion(mu_dn)
             a[S_DN] = s_dn = s_dn if s_dn > 0.0 else 0.0
         if s_up <= 0 and s_dn <= 0:
             self.run = None
             return
-        self.run = extend(self.run, t, x, mu)
+        self.run = extend(self.run, t, x, mu_up if s_up >= s_dn else mu_dn)
         if s_up >= c.h:
             self._maybe_shift(+1, t)
         elif s_dn >= c.h:
