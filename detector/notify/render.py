@@ -153,13 +153,11 @@ def render_reminder(anomaly: Anomaly | Mapping[str, Any], *, at: str) -> dict[st
     excess = float(record["excess_cost_usd_per_hour"])
     hours = (parse_rfc3339(at) - parse_rfc3339(record["started_at"])).total_seconds() / 3600
     text = (
-        f":repeat: *Still firing* after {lasted}: {money(abs(excess))} per hour "
-        f"{'above' if excess >= 0 else 'below'} normal, about {money(abs(excess) * hours)} "
-        f"{'above' if excess >= 0 else 'below'} normal in all so far (estimated)."
+        f":repeat: *Still firing* after {lasted}: {vs_normal(excess, ' per hour')}, "
+        f"about {money(abs(excess) * hours)} {'above' if excess >= 0 else 'below'} normal in all so far (estimated)."
     )
     fallback = (f"Still firing after {lasted}: {escape_mrkdwn(what_changed(record))} for "
-                f"{escape_mrkdwn(where(_labels(record)))}, {money(abs(excess))} per hour "
-                f"{'above' if excess >= 0 else 'below'} normal")
+                f"{escape_mrkdwn(where(_labels(record)))}, {vs_normal(excess, ' per hour')}")
     return _message(fallback, [_section(text), _context(_ids(record))])
 
 
@@ -234,7 +232,7 @@ def _fields(record: Mapping[str, Any], *, resolved: bool = False) -> list[dict[s
         ("Since", f"{utc_text(record['started_at'])} (detected {utc_text(record['detected_at'])[11:]})"),
         (
             "Cost when detected" if resolved else "Cost now",
-            f"{money(abs(excess))} per hour {'above' if excess >= 0 else 'below'} normal",
+            vs_normal(excess, " per hour"),
         ),
         (
             "Projected",
@@ -323,7 +321,7 @@ def _fallback(record: Mapping[str, Any], loudness: str) -> str:
     excess = float(record["excess_cost_usd_per_hour"])
     return (
         f"[{loudness}] {escape_mrkdwn(what_changed(record))} for {escape_mrkdwn(where(_labels(record)))}: "
-        f"{money(abs(excess))} per hour {'above' if excess >= 0 else 'below'} normal"
+        f"{vs_normal(excess, ' per hour')}"
     )
 
 
