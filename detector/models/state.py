@@ -62,11 +62,11 @@ class Watched:
 
     @property
     def rule_id(self) -> str:
-        return str(self.watch.rule_id)
+        return self.watch.rule_id
 
     @property
     def metric(self) -> str:
-        return str(self.watch.metric)
+        return self.watch.metric
 
 
 def shared(config: C) -> C:
