@@ -150,10 +150,11 @@ def _share_oracle(w: Window, o: Outcome, r: WeekResult, info: dict[str, object])
     ts, _, flags = r.requests[w.key]
     p0, p1 = true_shares(w.kind, w.magnitude, dict(w.target))
     during = (ts >= w.start_s) & (ts <= w.end_s)
-    needed = share_requests_to_detect(flags[during] & SHARE_FLAGS[w.kind] > 0, p0, p1, SHARE_H)
+    hits = (flags[during] & SHARE_FLAGS[w.kind]) > 0
+    needed = share_requests_to_detect(hits, p0, p1, SHARE_H)
     ratio = None if (needed is None or o.requests is None) else o.requests / needed
     return {**info, "oracle_requests": needed, "spendwatch_requests": o.requests, "ratio": ratio,
-            "requests_during": int(during.sum()), "hits_during": int((flags[during] & SHARE_FLAGS[w.kind] > 0).sum()),
+            "requests_during": int(during.sum()), "hits_during": int(hits.sum()),
             "share_before": p0, "share_during": p1}
 
 
@@ -201,7 +202,8 @@ def to_json(scored: dict[str, object], trace_rows: list[dict[str, object]], meta
         fa[d] = {where: _false_alarm_summary(alerts, listed=d == "spendwatch") for where, alerts in per.items()}
     return orjson.dumps({"run": meta, "outcomes": outcomes, "false_alarms": fa,
                          "series_days": scored["series_days"], "oracle": scored["oracle"],
-                         "share_oracle": scored["share_oracle"], "traces": trace_rows}, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+                         "share_oracle": scored["share_oracle"], "traces": trace_rows},
+                        option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _false_alarm_summary(alerts: Sequence[Alert], listed: bool) -> dict[str, object]:
