@@ -8,6 +8,7 @@ import numpy as np
 import orjson
 import pytest
 
+from detector.models import seasonal_rate
 from detector.models.seasonal_rate import (
     LEARNING,
     SHIFTED,
@@ -193,6 +194,47 @@ def test_ten_minutes_at_four_times_the_rate_is_a_burst_not_an_alarm(weeks, hour)
     alarms, _, model = incident(weeks, start, 10, 4.0, seed=hour)
     assert alarms == []
     assert model.score() < 0.5  # and it left no evidence behind
+
+
+# -- slow series -------------------------------------------------------------------
+SLOW_PEAK = 1.0  # requests a minute at a weekday noon: a dozen in the 12-minute window
+
+
+@pytest.fixture(scope="module")
+def slow_weeks():
+    """Two clean weeks of a slow feature (with the same bursts), watched like ``weeks``."""
+    rate, bursts = rates(14, seed=17, peak=SLOW_PEAK)
+    counts = np.random.default_rng(18).poisson(rate).astype(float)
+    model = SeasonalRate()
+    feed(model, counts[: 8 * DAY])
+    week_two = orjson.loads(orjson.dumps(model.to_state()))
+    alarms, _ = feed(model, counts[8 * DAY :], first=8 * DAY)
+    return {"rate": rate, "counts": counts, "bursts": bursts, "state": week_two, "alarms": alarms}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_doubling_that_lasts_on_a_slow_series_pages_on_the_span_since_its_onset(slow_weeks, seed, monkeypatch):
+    start = 9 * DAY + 13 * 60  # Wednesday 13:00, about a request a minute
+    alarms, _, _ = incident(slow_weeks, start, 150, 2.0, seed)
+    assert slow_weeks["alarms"] == []  # the clean week two is quiet
+    assert len(alarms) == 1
+    minute, shift = alarms[0]
+    assert seasonal_rate.LONG_MINUTES <= minute - start + 1 <= 150
+    assert shift.direction == +1 and shift.ratio == pytest.approx(2.0, rel=0.3)
+    # The window alone cannot tell: a dozen requests never show ×1.5 at their bound.
+    monkeypatch.setattr(seasonal_rate, "LONG_MINUTES", math.inf)
+    assert incident(slow_weeks, start, 150, 2.0, seed)[0] == []
+
+
+def test_two_bursts_half_an_hour_apart_on_a_slow_series_are_not_a_lasting_excess(slow_weeks):
+    counts = slow_weeks["counts"].copy()
+    rng = np.random.default_rng(5)
+    start = 10 * DAY + 11 * 60  # Thursday 11:00
+    for first in (start, start + 35, start + 70):  # three 8-minute bursts at ×4, with calm between
+        counts[first : first + 8] = rng.poisson(slow_weeks["rate"][first : first + 8] * 4.0)
+    model = SeasonalRate.from_state(slow_weeks["state"])
+    alarms, _ = feed(model, counts[8 * DAY : start + 200], first=8 * DAY)
+    assert alarms == []
 
 
 # -- dollars ----------------------------------------------------------------------

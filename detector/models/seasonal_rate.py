@@ -33,6 +33,14 @@ delay of about B + 2 minutes. The default of 12 tolerates the simulator's
 minute) and a ×3 surge at noon fire after 12 minutes, while a series of
 under one request a minute at night takes 15–45.
 
+A window of 12 minutes holds a dozen requests on a series of one a minute:
+too few to show a lasting doubling at ×``min_ratio`` at its bound, and the
+window's noise would end the run before the evidence is in. So an excess
+of ``LONG_MINUTES`` (an hour) since its latest onset is also judged on that
+whole span, where the hour's bucket is known well enough
+(:meth:`SeasonalRate._long_excess`): a doubling on such a series pages
+after an hour or so instead of never.
+
 Phases as in :mod:`detector.models.level_shift`: ``learning`` →
 ``watching`` → ``shifted`` (baseline frozen, a reverse test waits for the
 return, :mod:`detector.models.rate_shift`) → ``watching``. The parameters
@@ -50,6 +58,7 @@ from detector.models.rate_noise import learn_noise, noise_fit
 from detector.models.rate_profile import (
     BOTH,
     ESTABLISHED,
+    bucket,
     learn_bucket,
     own_bucket,
     profile_at,
@@ -91,6 +100,8 @@ LEVEL_PRIOR_MINUTES = 60  # the level starts from an hour of "as the profile say
 ONSET_SLACK = 4.0  # nats: how far the latest plausible onset may fall short of the likeliest
 STEADY_NATS = 3.0  # evidence for the window's level each third of it must carry
 LAST_MINUTES, LAST_NATS = 2, 3.0  # ... and its latest two minutes: the excess is still on
+LONG_MINUTES = 60  # an excess this long since its latest onset is no burst: judged on all of it ...
+LONG_SEEN = 120  # ... where the hour's bucket has learned two hours (a first weekend's has not)
 FLOOR_SHARE = 0.01  # expectation floor, as a share of the series' mean rate
 BELOW_ALARM = 0.999  # score() ceiling outside an alarm: suspicion is not an alarm
 
@@ -262,7 +273,8 @@ class SeasonalRate(Watched):
         se = math.sqrt(self.dispersion(max(x, m) / k) * max(x, m)) / m
         bound = r - c.z * se if direction > 0 else r + c.z * se
         weakest = rate_run.weakest_third(run, r, k, self.dispersion)
-        if factor(r, direction) < c.min_ratio:
+        long = self._long_excess(latest, x, m, direction, t)
+        if factor(r, direction) < c.min_ratio and not long:
             # Too small to matter now, whatever the run once held: start afresh, and if the
             # window is of one piece let the level absorb what is sure of it.
             if weakest >= 0:
@@ -271,10 +283,40 @@ class SeasonalRate(Watched):
             return
         lx, lm = rate_run.recent(run, LAST_MINUTES)
         last = llr(lx, lm, r) / self.dispersion(lm / LAST_MINUTES)
-        if weakest < STEADY_NATS or last < LAST_NATS or factor(bound, direction) < c.min_ratio:
-            return  # a burst inside the window, an excess that is fading, or not yet sure: wait
-        self.phase = SHIFTED
-        start_shift(a, direction, t, onset, x, m)
+        if weakest >= STEADY_NATS and last >= LAST_NATS and factor(bound, direction) >= c.min_ratio:
+            self.phase = SHIFTED
+            start_shift(a, direction, t, onset, x, m)
+        elif long:  # the window alone is too short to tell, the span since the onset is not
+            self.phase = SHIFTED
+            start_shift(a, direction, t, onset, latest[1], latest[2])
+        # otherwise a burst inside the window, an excess that is fading, or not yet sure: wait
+
+    def _long_excess(self, latest: rate_run.Tail | None, x: float, m: float, direction: int, t: int) -> bool:
+        """Whether the span since the latest onset proves, on its own, an excess the window cannot.
+
+        On a series of a request or two a minute, ``min_minutes`` hold a
+        dozen requests: too few to show ×``min_ratio`` at the confidence
+        bound, or even to keep the window's own ratio above it, however long
+        a doubling has lasted. A span of ``LONG_MINUTES`` or more since the
+        latest plausible onset decides instead when it is ×``min_ratio`` at
+        its bound, when the minutes before the window and each third of the
+        window favour its ratio over the baseline (one excess throughout, not
+        two bursts), and when this hour's bucket has seen ``LONG_SEEN``
+        minutes (a span this long is judged only against a profile worth it).
+        """
+        c = self.config
+        if latest is None or latest[3] < LONG_MINUTES or self.counts[bucket(t, c.utc_offset_minutes)] < LONG_SEEN:
+            return False
+        lx, lm, minutes = latest[1], latest[2], latest[3]
+        r = lx / lm
+        spread = max(lx, lm)
+        se = math.sqrt(self.dispersion(spread / minutes) * spread) / lm
+        bound = r - c.z * se if direction > 0 else r + c.z * se
+        if factor(bound, direction) < c.min_ratio or llr(lx - x, lm - m, r) < 0:
+            return False
+        run = self.run
+        assert run is not None
+        return rate_run.weakest_third(run, r, c.min_minutes, self.dispersion) >= 0
 
     def _end_shift(self) -> None:
         self.phase = WATCHING
