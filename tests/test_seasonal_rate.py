@@ -226,6 +226,33 @@ def test_a_doubling_that_lasts_on_a_slow_series_pages_on_the_span_since_its_onse
     assert incident(slow_weeks, start, 150, 2.0, seed)[0] == []
 
 
+@pytest.mark.parametrize("seed", [3, 13])
+def test_a_thin_window_does_not_reset_a_run_the_span_since_its_onset_still_carries(slow_weeks, seed, monkeypatch):
+    start = 9 * DAY + 11 * 60  # Wednesday 11:00: the test crosses its threshold before an hour has passed
+    alarms, _, _ = incident(slow_weeks, start, 150, 2.0, seed)
+    assert len(alarms) == 1 and alarms[0][0] - start + 1 <= 90
+    # Reset on the window's word (a dozen requests showing under ×1.5), the same doubling is missed.
+    monkeypatch.setattr(seasonal_rate, "THIN_WINDOW", 0.0)
+    assert incident(slow_weeks, start, 150, 2.0, seed)[0] == []
+
+
+@pytest.mark.parametrize("wary, learns", [(seasonal_rate.WARY_KNOWN, False), (0.5, True)])
+def test_in_a_known_hour_the_baseline_stops_learning_at_a_quarter_of_the_threshold(slow_weeks, wary, learns,
+                                                                                  monkeypatch):
+    monkeypatch.setattr(seasonal_rate, "WARY_KNOWN", wary)
+    model = SeasonalRate.from_state(slow_weeks["state"])
+    feed(model, slow_weeks["counts"][8 * DAY : 9 * DAY + 13 * 60], first=8 * DAY)
+    counts = np.random.default_rng(2).poisson(slow_weeks["rate"] * 2.0)  # a doubling from Wednesday 13:00
+    leaning = []  # the level's change over each minute that began with the upward test between h/4 and h/2
+    for minute in range(9 * DAY + 13 * 60, 9 * DAY + 15 * 60):
+        s_up, level = model.a[seasonal_rate.S_UP], model.level
+        model.update(float(counts[minute]), (MONDAY + minute) * 60.0 + 0.5)
+        if model.phase == WATCHING and model.config.h / 4 <= s_up < model.config.h / 2:
+            leaning.append(model.level - level)
+    assert len(leaning) >= 5
+    assert any(change != 0 for change in leaning) is learns
+
+
 def test_two_bursts_half_an_hour_apart_on_a_slow_series_are_not_a_lasting_excess(slow_weeks):
     counts = slow_weeks["counts"].copy()
     rng = np.random.default_rng(5)

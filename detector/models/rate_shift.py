@@ -31,7 +31,9 @@ from detector.models.rate_state import (
     RateConfig,
 )
 
-TRACK_DECAY = 0.8  # per minute: how fast the shifted ratio follows the data
+TRACK_DECAY = 0.8  # per minute: how fast the shifted ratio follows the data ...
+TRACK_MINUTES = 5.0  # ... remembering about five minutes (1 / (1 - 0.8)) ...
+TRACK_REQUESTS, TRACK_MAX_MINUTES = 25.0, 25.0  # ... or as many as hold 25 requests, up to 25 minutes
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +66,9 @@ def track_shift(a: array[float], c: RateConfig, x: float, mu: float, dispersion:
     a[SHIFT_MINUTES] += 1
     a[SHIFT_X] += x
     a[SHIFT_M] += mu
-    a[RX] = TRACK_DECAY * a[RX] + x
-    a[RM] = TRACK_DECAY * a[RM] + mu
+    keep = tracking_keep(mu, dispersion(mu))
+    a[RX] = keep * a[RX] + x
+    a[RM] = keep * a[RM] + mu
     r = max(a[RX] / a[RM], 1e-9)
     if factor(r, int(a[SHIFT_DIR])) < math.sqrt(c.min_ratio):
         return True
@@ -74,6 +77,23 @@ def track_shift(a: array[float], c: RateConfig, x: float, mu: float, dispersion:
     ratio = max(a[SHIFT_X] / a[SHIFT_M], 1e-9)
     a[S_BACK] = max(0.0, a[S_BACK] - llr(x, mu, ratio) / dispersion(mu))
     return a[S_BACK] >= c.h
+
+
+def tracking_keep(mu: float, d: float) -> float:
+    """How much of the shifted ratio's sums a minute keeps: ``TRACK_DECAY``, or more on a slow series.
+
+    ``TRACK_DECAY`` remembers about five minutes, enough requests on a busy
+    series; on one of a request a minute, five minutes hold five, and their
+    noise alone would end a lasting doubling. So the memory stretches to
+    hold ``TRACK_REQUESTS`` (as Poisson counts), up to ``TRACK_MAX_MINUTES``.
+
+    >>> tracking_keep(40.0, 1.5) == TRACK_DECAY, round(tracking_keep(1.0, 1.0), 3)
+    (True, 0.956)
+    """
+    minutes = TRACK_REQUESTS * d / mu if mu > 0 else TRACK_MAX_MINUTES
+    if minutes <= TRACK_MINUTES:
+        return TRACK_DECAY
+    return TRACK_DECAY ** (TRACK_MINUTES / min(minutes, TRACK_MAX_MINUTES))
 
 
 def shift_of(a: array[float], expected: float | None) -> RateShift:

@@ -35,11 +35,19 @@ under one request a minute at night takes 15–45.
 
 A window of 12 minutes holds a dozen requests on a series of one a minute:
 too few to show a lasting doubling at ×``min_ratio`` at its bound, and the
-window's noise would end the run before the evidence is in. So an excess
-of ``LONG_MINUTES`` (an hour) since its latest onset is also judged on that
-whole span, where the hour's bucket is known well enough
-(:meth:`SeasonalRate._long_excess`): a doubling on such a series pages
-after an hour or so instead of never.
+window's noise would end the run before the evidence is in. So, where the
+hour's bucket is known well enough (``LONG_SEEN``): an excess of
+``LONG_MINUTES`` (an hour) since its latest onset is also judged on that
+whole span (:meth:`SeasonalRate._long_excess`); a window too thin to tell
+does not reset a run the span still carries
+(:meth:`SeasonalRate._too_thin_to_tell`); and the baseline stops learning
+at a quarter of the threshold rather than half (``WARY_KNOWN``), since a
+doubling on such a series takes an hour to get there and would otherwise
+be learned as normal on the way. A doubling on such a series pages after
+an hour or so instead of never; of the three, only the earlier pause
+reaches a busy series. The shift is then followed over enough minutes to
+hold a few dozen requests (:func:`~detector.models.rate_shift.tracking_keep`),
+so that their noise does not end it.
 
 Phases as in :mod:`detector.models.level_shift`: ``learning`` →
 ``watching`` → ``shifted`` (baseline frozen, a reverse test waits for the
@@ -102,6 +110,8 @@ STEADY_NATS = 3.0  # evidence for the window's level each third of it must carry
 LAST_MINUTES, LAST_NATS = 2, 3.0  # ... and its latest two minutes: the excess is still on
 LONG_MINUTES = 60  # an excess this long since its latest onset is no burst: judged on all of it ...
 LONG_SEEN = 120  # ... where the hour's bucket has learned two hours (a first weekend's has not)
+THIN_WINDOW = 20.0  # requests (as Poisson counts) below which a window cannot say an excess ended
+WARY_KNOWN, WARY_NEW = 0.25, 0.5  # share of h above which the baseline stops learning, in such an hour or not
 FLOOR_SHARE = 0.01  # expectation floor, as a share of the series' mean rate
 BELOW_ALARM = 0.999  # score() ceiling outside an alarm: suspicion is not an alarm
 
@@ -204,8 +214,11 @@ class SeasonalRate(Watched):
             return
         # Decided before judging: the baseline learns while nothing is suspected, the noise only
         # while no run is open at all, so that a burst never teaches it what noise looks like.
+        # Where the hour is known well, a quarter of the threshold is suspicion enough: on a slow
+        # series a doubling takes an hour to reach half of it, and would be learned by then.
         s_up, s_dn = a[S_UP], a[S_DN]
-        calm = s_up < c.h / 2 and s_dn < c.h / 2
+        wary = c.h * (WARY_KNOWN if self.counts[bucket(t, c.utc_offset_minutes)] >= LONG_SEEN else WARY_NEW)
+        calm = s_up < wary and s_dn < wary
         quiet = s_up <= 0 and s_dn <= 0
         if self.phase == WATCHING and tests and a[N1] >= ESTABLISHED:
             own = own_bucket(a, self.counts, c, t)
@@ -275,6 +288,8 @@ class SeasonalRate(Watched):
         weakest = rate_run.weakest_third(run, r, k, self.dispersion)
         long = self._long_excess(latest, x, m, direction, t)
         if factor(r, direction) < c.min_ratio and not long:
+            if self._too_thin_to_tell(latest, m, k, direction, t):
+                return  # a window of a few requests cannot say the excess is over: the span will
             # Too small to matter now, whatever the run once held: start afresh, and if the
             # window is of one piece let the level absorb what is sure of it.
             if weakest >= 0:
@@ -317,6 +332,20 @@ class SeasonalRate(Watched):
         run = self.run
         assert run is not None
         return rate_run.weakest_third(run, r, c.min_minutes, self.dispersion) >= 0
+
+    def _too_thin_to_tell(self, latest: rate_run.Tail | None, m: float, k: int, direction: int, t: int) -> bool:
+        """Whether the window holds too few requests to call the excess over, while the span still shows one.
+
+        Then the run is kept for :meth:`_long_excess` to judge, instead of
+        being reset on a dozen requests' word; elsewhere (a busy series, an
+        hour not yet known) nothing changes.
+        """
+        if latest is None or m / self.dispersion(m / k) >= THIN_WINDOW:
+            return False
+        c = self.config
+        if self.counts[bucket(t, c.utc_offset_minutes)] < LONG_SEEN:
+            return False
+        return factor(latest[1] / latest[2], direction) >= c.min_ratio
 
     def _end_shift(self) -> None:
         self.phase = WATCHING
