@@ -9,7 +9,7 @@ loopback port, fills two 4-partition topics with the same simulated events
 * a faust agent that only counts messages (faust's own cost), a subprocess,
   reading message by message and, as the worker's agents do, in batches
   (``stream.take_events``);
-* ``spendwatch worker``, a subprocess, timed from its first read until its
+* ``spendwatch worker``, a subprocess, timed from a tenth of the topic done until its
   /metrics say every event is processed (or dead-lettered, or a repeat);
 * two workers in one consumer group on the batched topic, against one.
 
