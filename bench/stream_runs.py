@@ -85,14 +85,14 @@ class Figures:
 # -- loading --------------------------------------------------------------------------------------------
 
 
-async def _send_all(bootstrap: str, topic: str, messages: Sequence[tuple[bytes | None, bytes]]) -> None:
+async def _send_all(bootstrap: str, topic: str, messages: Sequence[tuple[bytes | None, bytes, int | None]]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=16 * 2**20,
                                 enable_idempotence=False)
     await producer.start()
     try:
         pending = []
-        for key, value in messages:
-            pending.append(await producer.send(topic, value, key=key))
+        for key, value, partition in messages:
+            pending.append(await producer.send(topic, value, key=key, partition=partition))
             if len(pending) >= 10_000:
                 await asyncio.gather(*pending)
                 pending.clear()
@@ -101,25 +101,27 @@ async def _send_all(bootstrap: str, topic: str, messages: Sequence[tuple[bytes |
         await producer.stop()
 
 
-def load_single(broker: str, topic: str, lines: Sequence[bytes]) -> Loaded:
-    """One event per message, a bare JSON object keyed by its partition key (as a gateway would send it)."""
+def load_single(broker: str, topic: str, lines: Sequence[bytes], partitions: int) -> Loaded:
+    """One event per message, a bare JSON object keyed by its partition key, on the partition
+    ``spendwatch produce`` would choose for it (as a gateway keyed that way would send it)."""
     batcher = Batcher("array")
     messages = []
     for line in lines:
         line = line.rstrip(b"\r\n")
         key = batcher.key_of(line)
-        messages.append((None if key is None else json.dumps(key).encode(), line))
+        messages.append((None, line, None) if key is None else
+                        (json.dumps(key).encode(), line, partition_of(key, partitions)))
     asyncio.run(_send_all(bootstrap_servers(broker), topic, messages))
     return Loaded(topic, len(messages), len(messages))
 
 
-def load_batched(broker: str, topic: str, lines: Sequence[bytes], chunk: int) -> Loaded:
+def load_batched(broker: str, topic: str, lines: Sequence[bytes], chunk: int, partitions: int) -> Loaded:
     """JSON arrays, the ``spendwatch produce`` way: per chunk of lines, one message per partition key."""
-    batcher = Batcher("array")
+    batcher = Batcher("array", partitions=partitions)
     messages, events = [], 0
     for start in range(0, len(lines), chunk):
         for message in batcher.messages(list(lines[start:start + chunk])):
-            messages.append((message.key, message.value))
+            messages.append((message.key, message.value, message.partition))
             events += message.events
     asyncio.run(_send_all(bootstrap_servers(broker), topic, messages))
     return Loaded(topic, len(messages), events)

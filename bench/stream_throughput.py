@@ -196,8 +196,8 @@ def main() -> None:
         try:
             for topic in ("bench.single", "bench.batched"):
                 broker.create_topic(topic, PARTITIONS)
-            single = load_single(broker.url, "bench.single", lines[:n_single])
-            batched = load_batched(broker.url, "bench.batched", lines[:n_batched], args.chunk)
+            single = load_single(broker.url, "bench.single", lines[:n_single], PARTITIONS)
+            batched = load_batched(broker.url, "bench.batched", lines[:n_batched], args.chunk, PARTITIONS)
             print(f"loaded {single.events:,} single-event messages and {batched.events:,} events in "
                   f"{batched.messages:,} messages ({batched.events_per_message:,.0f} events/message) "
                   f"on {PARTITIONS} partitions, Tansu on {broker.bootstrap}", flush=True)

@@ -68,7 +68,7 @@ def resident_bytes(pid: int) -> int:
 def load(broker: Broker, series: int, minutes: int) -> Loaded:
     topic = f"bench.memory.{series}"
     broker.create_topic(topic, PARTITIONS)
-    return load_batched(broker.url, topic, traffic(series, minutes), chunk=2000)
+    return load_batched(broker.url, topic, traffic(series, minutes), chunk=2000, partitions=PARTITIONS)
 
 
 def worker_rss(broker: Broker, tmp: Path, loaded: Loaded, run: str) -> int:

@@ -3,9 +3,12 @@
 Lines are sent in batches, each batch split by partition key
 (:func:`detector.engine_state.group_key`: one feature's requests) and every part sent as one message keyed by that
 key, so all events of a key travel through one partition in file order: the
-worker then sees them in the order ``spendwatch replay`` does. A line that is
-not a valid event goes alone and unkeyed, byte for byte, so the worker
-dead-letters exactly it and nothing else.
+worker then sees them in the order ``spendwatch replay`` does. That partition
+is the one the key's state lives on (:func:`streams.codecs.partition_of`, as
+the worker repartitions): the worker that reads a key's events is then the one
+that judges them, and two workers do not wait on each other's decoding. A
+line that is not a valid event goes alone and unkeyed, byte for byte, so the
+worker dead-letters exactly it and nothing else.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from detector.engine_state import group_key
 from detector.events import Decoder
+from streams.codecs import partition_of
 from streams.settings import StreamSettings
 
 Framing = Literal["array", "ndjson"]
@@ -79,6 +83,7 @@ class Message:
     key: bytes | None
     value: bytes
     events: int
+    partition: int | None = None  # where the key's state lives; None: the producer's choice
 
 
 class Batcher:
@@ -90,11 +95,14 @@ class Batcher:
     [(1, b'{'), (1, b'['), (1, b'[')]
     """
 
-    def __init__(self, framing: Framing = "array", settings: StreamSettings | None = None) -> None:
+    def __init__(self, framing: Framing = "array", settings: StreamSettings | None = None,
+                 partitions: int | None = None) -> None:
+        """``partitions``: the usage topic's, to place each key's messages where its state lives."""
         # Only the key is wanted here, so duplicates are the worker's business, not ours.
         base = settings or StreamSettings()
         self._decoder = Decoder(base.model_copy(update={"dedupe_ids": 1}))
         self.framing = framing
+        self.partitions = partitions
 
     def key_of(self, line: bytes) -> str | None:
         events, _ = self._decoder.decode_lines([line])
@@ -113,7 +121,8 @@ class Batcher:
                 groups.setdefault(key, []).append(line)
         for key, group in groups.items():
             body = b"[" + b",".join(group) + b"]" if self.framing == "array" else b"\n".join(group)
-            yield Message(_key_bytes(key), body, len(group))
+            partition = partition_of(key, self.partitions) if self.partitions else None
+            yield Message(_key_bytes(key), body, len(group), partition)
 
 
 def _key_bytes(key: str) -> bytes:
@@ -148,15 +157,16 @@ async def produce_lines(
     await ensure_topic(settings, settings.usage_topic)
     producer = AIOKafkaProducer(**client_options(settings), **batch_options(settings), linger_ms=5,
                                 enable_idempotence=False)
-    batcher = Batcher(framing, settings)
     sent_messages = sent_events = 0
     started = time.monotonic()
     await producer.start()
     try:
+        batcher = Batcher(framing, settings, len(await producer.partitions_for(settings.usage_topic)))
         pending = []
         for chunk in _chunks(lines, batch):
             for message in batcher.messages(chunk):
-                pending.append(await producer.send(settings.usage_topic, message.value, key=message.key))
+                pending.append(await producer.send(settings.usage_topic, message.value, key=message.key,
+                                                   partition=message.partition))
                 sent_messages += 1
                 sent_events += message.events
             on_sent(len(chunk), sent_events)

@@ -85,6 +85,10 @@ class Broker:
 
     def read(self, topic: str) -> list[tuple[bytes | None, bytes]]:
         """Every ``(key, value)`` on ``topic`` from the beginning, partition by partition."""
+        return [(key, value) for _, key, value in asyncio.run(_read_all(self.bootstrap, topic))]
+
+    def read_placed(self, topic: str) -> list[tuple[int, bytes | None, bytes]]:
+        """Every ``(partition, key, value)`` on ``topic`` from the beginning, partition by partition."""
         return asyncio.run(_read_all(self.bootstrap, topic))
 
 
@@ -158,7 +162,7 @@ async def _produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None
         await producer.stop()
 
 
-async def _read_all(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes]]:
+async def _read_all(bootstrap: str, topic: str) -> list[tuple[int, bytes | None, bytes]]:
     """Read every partition up to the end offset it had when the read began.
 
     The test broker misreports a partition's end offset when its last batch
@@ -176,14 +180,14 @@ async def _read_all(bootstrap: str, topic: str) -> list[tuple[bytes | None, byte
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
-        out: list[tuple[bytes | None, bytes]] = []
+        out: list[tuple[int, bytes | None, bytes]] = []
         for tp in tps:
             deadline = time.monotonic() + READ_TIMEOUT_S
             while await consumer.position(tp) < ends[tp]:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{tp}: stuck at offset {await consumer.position(tp)} of {ends[tp]}")
                 batch = await consumer.getmany(tp, timeout_ms=200)
-                out.extend((record.key, record.value) for record in batch.get(tp, []))
+                out.extend((tp.partition, record.key, record.value) for record in batch.get(tp, []))
         return out
     finally:
         await consumer.stop()

@@ -36,6 +36,7 @@ from detector.replay import replay_lines
 from detector.simulate import DEFAULT_START, parse_incident, simulate
 from detector.simulate.world import World
 from streams.cli import produce
+from streams.codecs import partition_of
 from streams.producer import produce_lines
 from streams.tables import SERIES_TABLE
 
@@ -166,6 +167,18 @@ def test_the_worker_sends_exactly_the_anomalies_replay_finds(broker: Broker, wor
     assert worker.metric("spendwatch_table_values_held") == 0 and "spendwatch_table_values_held" in \
         worker.get("/metrics").decode()
     assert health["models"] == "source"  # the checkout's models, as Python (a compiled install says "compiled")
+
+
+def test_produce_puts_each_key_on_the_partition_its_state_lives_on(broker: Broker) -> None:
+    lines = sim_lines("growth", "research", incident=None)[:3000]
+    send_lines(broker, lines)
+    placed = [(partition, orjson.loads(key)) for partition, key, _ in broker.read_placed("spendwatch.usage")]
+    partitions = broker.settings().partitions
+    assert placed and all(key is not None for _, key in placed)
+    assert {key for _, key in placed} == llm_keys(lines)
+    wrong = [(partition, key) for partition, key in placed if partition != partition_of(key, partitions)]
+    assert wrong == []  # the worker that reads a key's events is the one that holds its state
+    assert len({partition for partition, _ in placed}) > 1
 
 
 def test_nothing_is_lost_bad_input_and_failing_events_go_to_the_dead_letter_topic(
