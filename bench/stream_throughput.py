@@ -9,7 +9,7 @@ loopback port, fills two 4-partition topics with the same simulated events
 * a faust agent that only counts messages (faust's own cost), a subprocess,
   reading message by message and, as the worker's agents do, in batches
   (``stream.take_events``);
-* ``spendwatch worker``, a subprocess, timed from a tenth of the topic done until its
+* ``spendwatch worker``, a subprocess, timed from its first finished events until its
   /metrics say every event is processed (or dead-lettered, or a repeat);
 * two workers in one consumer group on the batched topic, against one.
 
@@ -123,11 +123,11 @@ def measure(broker: Broker, tmp: Path, single: Loaded, batched: Loaded, timeout_
         print(f"  {label}: spendwatch worker …", flush=True)
         rows.append(Row(f"spendwatch worker, {label}",
                         run_processes(broker, tmp, loaded, f"worker-{label}", 1, worker_command(),
-                                      worker_progress, timeout_s, build)))
+                                      worker_progress(loaded.events_per_message), timeout_s, build)))
     print("  batched: two spendwatch workers …", flush=True)
     rows.append(Row("two spendwatch workers, batched",
                     run_processes(broker, tmp, batched, "two-workers", 2, worker_command(),
-                                  worker_progress, timeout_s, build)))
+                                  worker_progress(batched.events_per_message), timeout_s, build)))
     return rows
 
 

@@ -75,7 +75,8 @@ def worker_rss(broker: Broker, tmp: Path, loaded: Loaded, run: str) -> int:
     """A fresh worker's resident bytes once it has processed everything on ``loaded``'s topic."""
     env = {**consumer_env(broker.url, loaded, f"bench-memory-{run}", PARTITIONS, tmp / f"worker-{run}"),
            "SPENDWATCH_WARMUP_REQUESTS": "50"}
-    worker = spawn(worker_command(), env, free_port(), tmp / f"worker-{run}.log", worker_progress)
+    worker = spawn(worker_command(), env, free_port(), tmp / f"worker-{run}.log",
+                   worker_progress(loaded.events_per_message))
     try:
         time_consumers([worker], loaded, broker.process.pid, timeout_s=900)
         return resident_bytes(worker.process.pid)
