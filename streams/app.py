@@ -95,6 +95,7 @@ def faust_options(settings: StreamSettings) -> dict[str, Any]:
         "web_bind": settings.web_host,
         "web_port": settings.web_port,
         "web_host": settings.web_host,
+        "consumer_max_fetch_size": settings.fetch_bytes,
     }
     credentials = _credentials(settings)
     if credentials is not None:

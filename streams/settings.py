@@ -64,6 +64,11 @@ class StreamSettings(Settings):
         description="cap on the producers' batch size, the worker's and `spendwatch produce`'s "
         "(leave unset; the test broker needs 1, see tests/broker.py)",
     )
+    fetch_bytes: int = Field(
+        16 * 2**20, ge=2**20,
+        description="most bytes one fetch brings per partition (the client caps a whole fetch at 50 MiB); "
+        "large fetches keep a busy worker fed between its batches (faust's default is 1 MiB)",
+    )
     rebalance_timeout_s: float | None = Field(
         None, gt=0, description="consumer group rebalance timeout (unset: the client's default)"
     )

@@ -205,6 +205,14 @@ def test_settings_refuse_sasl_without_credentials_and_rocksdb_without_its_packag
         assert build_app(StreamSettings(store="rocksdb://")).app.conf.store.scheme == "rocksdb"
 
 
+def test_fetches_are_as_large_as_the_setting_says_16_mib_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert build_app(StreamSettings()).app.conf.consumer_max_fetch_size == 16 * 2**20
+    monkeypatch.setenv("SPENDWATCH_FETCH_BYTES", str(2**21))
+    assert build_app(StreamSettings()).app.conf.consumer_max_fetch_size == 2**21
+    with pytest.raises(ValueError, match="fetch_bytes"):
+        StreamSettings(fetch_bytes=1000)  # smaller than the largest message a producer sends (1 MiB)
+
+
 def test_the_app_declares_versioned_names_and_never_pickles() -> None:
     stream = build_app(StreamSettings(partitions=3, consumer_group="team-x"))
     names = {t.get_topic_name() for t in vars(stream.topics).values()}
