@@ -217,7 +217,7 @@ class SeasonalRate(Watched):
         # Where the hour is known well, a quarter of the threshold is suspicion enough: on a slow
         # series a doubling takes an hour to reach half of it, and would be learned by then.
         s_up, s_dn = a[S_UP], a[S_DN]
-        wary = c.h * (WARY_KNOWN if self.counts[bucket(t, c.utc_offset_minutes)] >= LONG_SEEN else WARY_NEW)
+        wary = c.h * (WARY_KNOWN if self._known_hour(t) else WARY_NEW)
         calm = s_up < wary and s_dn < wary
         quiet = s_up <= 0 and s_dn <= 0
         if self.phase == WATCHING and tests and a[N1] >= ESTABLISHED:
@@ -283,10 +283,9 @@ class SeasonalRate(Watched):
         k = c.min_minutes
         x, m = rate_run.recent(run, k)
         r = x / m
-        se = math.sqrt(self.dispersion(max(x, m) / k) * max(x, m)) / m
-        bound = r - c.z * se if direction > 0 else r + c.z * se
+        bound = self._bound(x, m, k, direction)
         weakest = rate_run.weakest_third(run, r, k, self.dispersion)
-        long = self._long_excess(latest, x, m, direction, t)
+        long = self._long_excess(run, latest, x, m, direction, t)
         if factor(r, direction) < c.min_ratio and not long:
             if self._too_thin_to_tell(latest, m, k, direction, t):
                 return  # a window of a few requests cannot say the excess is over: the span will
@@ -306,7 +305,19 @@ class SeasonalRate(Watched):
             start_shift(a, direction, t, onset, latest[1], latest[2])
         # otherwise a burst inside the window, an excess that is fading, or not yet sure: wait
 
-    def _long_excess(self, latest: rate_run.Tail | None, x: float, m: float, direction: int, t: int) -> bool:
+    def _bound(self, x: float, m: float, minutes: int, direction: int) -> float:
+        """The ratio ``x / m`` over ``minutes`` at its confidence bound, on the side a sceptic takes."""
+        spread = max(x, m)
+        se = math.sqrt(self.dispersion(spread / minutes) * spread) / m
+        r, z = x / m, self.config.z
+        return r - z * se if direction > 0 else r + z * se
+
+    def _known_hour(self, t: int) -> bool:
+        """Whether minute ``t``'s bucket has learned ``LONG_SEEN`` minutes (a first weekend's has not)."""
+        return self.counts[bucket(t, self.config.utc_offset_minutes)] >= LONG_SEEN
+
+    def _long_excess(self, run: array[float], latest: rate_run.Tail, x: float, m: float, direction: int,
+                     t: int) -> bool:
         """Whether the span since the latest onset proves, on its own, an excess the window cannot.
 
         On a series of a request or two a minute, ``min_minutes`` hold a
@@ -319,33 +330,24 @@ class SeasonalRate(Watched):
         two bursts), and when this hour's bucket has seen ``LONG_SEEN``
         minutes (a span this long is judged only against a profile worth it).
         """
-        c = self.config
-        if latest is None or latest[3] < LONG_MINUTES or self.counts[bucket(t, c.utc_offset_minutes)] < LONG_SEEN:
+        _, lx, lm, minutes = latest
+        if minutes < LONG_MINUTES or not self._known_hour(t):
             return False
-        lx, lm, minutes = latest[1], latest[2], latest[3]
-        r = lx / lm
-        spread = max(lx, lm)
-        se = math.sqrt(self.dispersion(spread / minutes) * spread) / lm
-        bound = r - c.z * se if direction > 0 else r + c.z * se
-        if factor(bound, direction) < c.min_ratio or llr(lx - x, lm - m, r) < 0:
+        r, c = lx / lm, self.config
+        if factor(self._bound(lx, lm, minutes, direction), direction) < c.min_ratio or llr(lx - x, lm - m, r) < 0:
             return False
-        run = self.run
-        assert run is not None
         return rate_run.weakest_third(run, r, c.min_minutes, self.dispersion) >= 0
 
-    def _too_thin_to_tell(self, latest: rate_run.Tail | None, m: float, k: int, direction: int, t: int) -> bool:
+    def _too_thin_to_tell(self, latest: rate_run.Tail, m: float, k: int, direction: int, t: int) -> bool:
         """Whether the window holds too few requests to call the excess over, while the span still shows one.
 
         Then the run is kept for :meth:`_long_excess` to judge, instead of
         being reset on a dozen requests' word; elsewhere (a busy series, an
         hour not yet known) nothing changes.
         """
-        if latest is None or m / self.dispersion(m / k) >= THIN_WINDOW:
+        if m / self.dispersion(m / k) >= THIN_WINDOW or not self._known_hour(t):
             return False
-        c = self.config
-        if self.counts[bucket(t, c.utc_offset_minutes)] < LONG_SEEN:
-            return False
-        return factor(latest[1] / latest[2], direction) >= c.min_ratio
+        return factor(latest[1] / latest[2], direction) >= self.config.min_ratio
 
     def _end_shift(self) -> None:
         self.phase = WATCHING
