@@ -1,16 +1,19 @@
-"""The two agents: decode and repartition, then detect; a per-event failure goes to the dead-letter topic.
+"""The two agents: decode, judge what is on its key's partition, send the rest on; detect what was sent on.
 
 ::
 
-    spendwatch.usage ──decode──► <group>-events-by-key-v2 ──detect──► spendwatch.anomalies
-          │ (raw bytes)     │ (the keys of one partition)        │ (anomaly id, Contract 3)
-          └─ reject ────────┴──► spendwatch.deadletter ◄──────────┘ event that raised
+    spendwatch.usage ──decode──┬─(on its key's partition)──────────detect──► spendwatch.anomalies
+          │ (raw bytes)        └─► <group>-events-by-key-v2 ──detect──┘       (anomaly id, Contract 3)
+          └─ reject ─────────────► spendwatch.deadletter ◄── event that raised
 
-Both agents take messages in batches (``stream.take_events``): faust's own
-cost per message is far larger than detection's per event, so one batch
-means one send per partition (carrying every key that lives there) and one
-table write per key. Every send of
-a batch is awaited before the batch is acknowledged, so an offset is only
+A message that a producer placed on its key's partition (``spendwatch
+produce`` does) is judged by the decode agent itself (:class:`Routes`);
+anything else goes through the repartition topic to the worker that holds
+its key's state. Both agents take messages in batches
+(``stream.take_events``): faust's own cost per message is far larger than
+detection's per event, so one batch means one send per partition (carrying
+every key that lives there) and one table write per key. Every send of a
+batch is awaited before the batch is acknowledged, so an offset is only
 committed once what it produced is on the broker (at-least-once; the state
 table's ``applied`` offsets make the repeats harmless).
 """
@@ -33,6 +36,7 @@ from detector.events import Decoder, Event
 from streams.admit import Admitter
 from streams.codecs import (
     CodecError,
+    Keyed,
     Origin,
     Segment,
     anomaly_record,
@@ -48,6 +52,8 @@ from streams.settings import StreamSettings
 from streams.tables import KeyedTable
 from streams.topics import Topics
 from streams.web import Metrics
+
+MAX_HOMES_KEPT = 1 << 16  # keys whose partition is remembered rather than hashed again
 
 EXIT_BATCH_FAILED = 70
 """Exit status when a batch fails as a whole (EX_SOFTWARE): the supervisor restarts the worker."""
@@ -114,6 +120,54 @@ def _group(origin: Origin, events: list[Event], letters: list[bytes], metrics: M
     return groups
 
 
+class DetectStep:
+    """Keyed segments → detection, its records and dead letters on the broker, and each key's state saved.
+
+    Both agents judge (the decode agent what it read on its keys' own
+    partitions, the detect agent what came through the repartition topic),
+    one batch at a time: a key can come both ways, and a batch's state
+    writes must reach the changelog in the order its state changed.
+    """
+
+    def __init__(self, topics: Topics, table: KeyedTable, runner: GroupRunner, metrics: Metrics,
+                 usage_topic: str) -> None:
+        self.topics = topics
+        self.table = table
+        self.runner = runner
+        self.metrics = metrics
+        self.usage_topic = usage_topic
+        self._one_at_a_time = asyncio.Lock()
+
+    async def judge(self, keyed: list[tuple[str, int, list[Segment], faust.EventT]], letters: list[bytes]) -> None:
+        """Run ``(key, partition, segments, message that carried them)``; return once all it made is on the broker.
+
+        Records and dead letters go first and the state only then, so that a
+        crash in between sends records again (same ids) rather than losing them.
+        """
+        if not keyed and not letters:
+            return
+        async with self._one_at_a_time:
+            for key, _, _, carrier in keyed:
+                self.table.bind(key, carrier)
+            started = time.perf_counter()
+            outcome = self.runner.run([(key, partition, segments) for key, partition, segments, _ in keyed])
+            self.metrics.latency.observe(time.perf_counter() - started)
+            letters = letters + _failure_letters(outcome, self.usage_topic, self.metrics)
+            sends = [
+                await self.topics.anomalies.send(key=a.id.encode(), value=anomaly_record(a))
+                for a in outcome.anomalies
+            ]
+            sends += [await self.topics.deadletter.send(value=letter) for letter in letters]
+            await _delivered(sends)
+            _count(outcome, self.runner, self.metrics)
+            for key, value in outcome.writes.items():  # only once what the batch produced is on the broker
+                self.table[key] = value
+            await self.table.written()  # and the batch is acknowledged only once its state is there too
+            held = self.table.held()
+            if held is not None:
+                self.metrics.table_values.set(held)
+
+
 def attach_agents(
     app: faust.App,
     topics: Topics,
@@ -130,21 +184,25 @@ def attach_agents(
     admit = Admitter(app, lambda why: metrics.out_of_order.labels(why).inc(),
                      topics=(usage_topic, topics.by_key.get_topic_name()))
     admit.watch()
+    detect = DetectStep(topics, table, runner, metrics, usage_topic)
+    routes = Routes(settings.partitions, lambda: app.consumer.topic_partitions(usage_topic))
 
     @app.agent(topics.usage, name="spendwatch-decode")
     async def decode_agent(stream: faust.StreamT) -> None:
         await _declare(topics)
         async for batch in stream.take_events(*take):
             async with or_exit("decode"):
-                messages = [(progress.read(e.message), e.value) for e in batch if await admit.take(e)]
-                by_key, letters = decode.split(messages)
+                taken = [e for e in batch if await admit.take(e)]
+                by_key, letters = decode.split([(progress.read(e.message), e.value) for e in taken])
+                here, away = routes.split(by_key, {e.message.partition: e for e in taken})
                 sends = [
                     await topics.by_key.send(value=message, partition=partition)
-                    for partition, keyed in _by_partition(by_key, settings.partitions).items()
+                    for partition, keyed in away.items()
                     for message in pack_keyed(keyed)
                 ]
-                sends += [await topics.deadletter.send(value=letter) for letter in letters]
-                await _delivered(sends)
+                metrics.forwarded.inc(sum(len(s.events) for keyed in away.values() for _, segs in keyed for s in segs))
+                await _delivered(sends)  # before this batch's offsets can be committed
+                await detect.judge(here, letters)
 
     @app.agent(topics.by_key, name="spendwatch-detect")
     async def detect_agent(stream: faust.StreamT) -> None:
@@ -157,29 +215,11 @@ def attach_agents(
                         continue
                     origin = progress.read(e.message)
                     try:
-                        for key, segments in decode_keyed(e.value):
-                            table.bind(key, e)
-                            keyed.append((key, origin.partition, segments))
+                        keyed += [(key, origin.partition, segments, e) for key, segments in decode_keyed(e.value)]
                     except CodecError as exc:
                         letters.append(dead_letter(origin, "bad_repartition_payload", str(exc), e.value))
                         metrics.deadlettered.labels("bad_repartition_payload").inc()
-                started = time.perf_counter()
-                outcome = runner.run(keyed)
-                metrics.latency.observe(time.perf_counter() - started)
-                letters += _failure_letters(outcome, usage_topic, metrics)
-                sends = [
-                    await topics.anomalies.send(key=a.id.encode(), value=anomaly_record(a))
-                    for a in outcome.anomalies
-                ]
-                sends += [await topics.deadletter.send(value=letter) for letter in letters]
-                await _delivered(sends)
-                _count(outcome, runner, metrics)
-                for key, value in outcome.writes.items():  # only once what the batch produced is on the broker
-                    table[key] = value
-                await table.written()  # and the batch is acknowledged only once its state is there too
-                held = table.held()
-                if held is not None:
-                    metrics.table_values.set(held)
+                await detect.judge(keyed, letters)
 
     by_key = topics.by_key.get_topic_name()
     revoking: set[int] = set()
@@ -204,12 +244,75 @@ def attach_agents(
             metrics.groups.set(runner.groups)
 
 
-def _by_partition(by_key: dict[str, list[Segment]], partitions: int) -> dict[int, list[tuple[str, list[Segment]]]]:
-    """Keys grouped by the repartition-topic partition they live on, so that each partition gets one message."""
-    out: dict[int, list[tuple[str, list[Segment]]]] = {}
-    for key, segments in by_key.items():
-        out.setdefault(partition_of(key, partitions), []).append((key, segments))
-    return out
+class Routes:
+    """Which segments are judged where they were read, and which go on through the repartition topic.
+
+    faust gives a partition number of every topic with the same partition
+    count, the state's changelog included, to one worker. So when the usage
+    topic has as many partitions as the repartition topic, a message read on
+    its key's own partition is on the worker that holds the key's state, and
+    judging it there saves a send and a read of faust's per message, which
+    cost more than detection (``spendwatch produce`` places every key so).
+    Anything else, or a usage topic of another partition count, goes through
+    the repartition topic.
+
+    >>> from detector.events import LlmRequest
+    >>> ev = LlmRequest(ts=1.8e9, model="m", input_tokens=3, output_tokens=1)
+    >>> routes = Routes(4, lambda: 4)
+    >>> home = partition_of("llm:a/", 4)
+    >>> there = (home + 1) % 4
+    >>> here, away = routes.split({"llm:a/": [Segment(home, 7, [ev]), Segment(there, 2, [ev])]}, {home: "msg"})
+    >>> [(k, p == home, [s.route for s in segs], carrier) for k, p, segs, carrier in here] == [
+    ...     ("llm:a/", True, [f"d{home}"], "msg")]
+    True
+    >>> {p: [(k, [s.route for s in segs]) for k, segs in keyed] for p, keyed in away.items()} == {
+    ...     home: [("llm:a/", [str(there)])]}
+    True
+    >>> Routes(4, lambda: 8).split({"llm:a/": [Segment(home, 7, [ev])]}, {home: "msg"})[0]
+    []
+    """
+
+    def __init__(self, partitions: int, usage_partitions: Callable[[], int | None]) -> None:
+        """``usage_partitions``: the usage topic's partition count as the consumer knows it (None: not yet)."""
+        self.partitions = partitions
+        self._usage_partitions = usage_partitions
+        self._homes: dict[str, int] = {}
+
+    def split(
+        self, by_key: dict[str, list[Segment]], carriers: dict[int, Any]
+    ) -> tuple[list[tuple[str, int, list[Segment], Any]], dict[int, list[Keyed]]]:
+        """``carriers``: a message of the batch per partition read, to place each key's state write."""
+        copartitioned = self._copartitioned()
+        here: list[tuple[str, int, list[Segment], Any]] = []
+        away: dict[int, list[Keyed]] = {}
+        for key, segments in by_key.items():
+            home = self._home(key)
+            mine: list[Segment] = []
+            others: list[Segment] = []
+            for s in segments:
+                if copartitioned and s.src_partition == home:
+                    mine.append(Segment(s.src_partition, s.src_offset, s.events, s.part, direct=True))
+                else:
+                    others.append(s)
+            if mine:
+                here.append((key, home, mine, carriers[home]))
+            if others:
+                away.setdefault(home, []).append((key, others))
+        return here, away
+
+    def _copartitioned(self) -> bool:
+        try:
+            return self._usage_partitions() == self.partitions
+        except Exception:  # the consumer is not started: nothing is read yet either
+            return False
+
+    def _home(self, key: str) -> int:
+        home = self._homes.get(key)
+        if home is None:
+            if len(self._homes) >= MAX_HOMES_KEPT:
+                self._homes.clear()
+            home = self._homes[key] = partition_of(key, self.partitions)
+        return home
 
 
 def _failure_letters(outcome: Outcome, usage_topic: str, metrics: Metrics) -> list[bytes]:

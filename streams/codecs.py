@@ -59,11 +59,28 @@ class Segment:
     src_offset: int
     events: list[Event]
     part: int = 0
+    direct: bool = False  # judged where it was read, not sent on through the repartition topic
 
     @property
     def position(self) -> tuple[int, int]:
         """Where the segment stands in its source partition: later segments compare greater."""
         return (self.src_offset, self.part)
+
+    @property
+    def route(self) -> str:
+        """Under which name the key's saved state remembers the positions applied from this segment's way.
+
+        A source partition's segments come either straight from the usage
+        topic or through the repartition topic, and the two ways are not in
+        step: one that a worker before direct judging had sent on may still
+        wait in the repartition topic when later offsets of the same source
+        partition are judged directly. Counted under one name, it would be
+        skipped as already applied.
+
+        >>> Segment(3, 7, []).route, Segment(3, 7, [], direct=True).route
+        ('3', 'd3')
+        """
+        return f"d{self.src_partition}" if self.direct else str(self.src_partition)
 
 
 MAX_EVENTS_PER_MESSAGE = 1000

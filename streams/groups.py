@@ -8,11 +8,14 @@ its first event on this worker (after a restart or a rebalance).
 
 A table value::
 
-    {"v": 1, "state": <Engine.export_group(key)>, "applied": {"<src partition>": [<src offset>, <part>]}}
+    {"v": 1, "state": <Engine.export_group(key)>, "applied": {"<route>": [<src offset>, <part>]}}
 
 ``applied`` makes redelivery harmless: after a crash, Kafka hands back the
 messages since the last committed offset, and every segment at or before the
 position already applied to the saved state is skipped instead of counted twice.
+A route (:attr:`streams.codecs.Segment.route`) is a source partition of the
+usage topic, ``"3"``, or ``"d3"`` for what was judged as read from it
+without the repartition topic.
 """
 
 from __future__ import annotations
@@ -103,7 +106,7 @@ class GroupRunner:
         self.engine = engine
         self.table = table
         self.encode = encode
-        self._applied: dict[str, dict[str, tuple[int, int]]] = {}  # key → {src partition: (offset, part)}
+        self._applied: dict[str, dict[str, tuple[int, int]]] = {}  # key → {route: (offset, part)}
         self._partition: dict[str, int] = {}  # key → the repartition-topic partition it lives on
 
     @property
@@ -134,7 +137,7 @@ class GroupRunner:
                 ]
                 continue
             for segment in segments:
-                src = str(segment.src_partition)
+                src = segment.route
                 if segment.position <= applied.get(src, NOTHING):
                     out.skipped += len(segment.events)
                     continue

@@ -67,6 +67,11 @@ class Metrics(Registered):
             "spendwatch_events_deadlettered", "events sent to the dead-letter topic, by reason code", ["code"],
             registry=r,
         )
+        self.forwarded = Counter(
+            "spendwatch_events_forwarded", "events sent on through the repartition topic because their message "
+            "was not on their key's partition (producers that place keys as `spendwatch produce` does save this)",
+            registry=r,
+        )
         self.duplicates = Counter("spendwatch_events_duplicate", "events dropped as a repeated request_id", registry=r)
         self.skipped = Counter(
             "spendwatch_events_redelivered", "events skipped because their state already holds them", registry=r

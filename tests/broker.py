@@ -83,6 +83,11 @@ class Broker:
         """Send ``(key, value)`` messages in order and wait until the broker has them all."""
         asyncio.run(_produce(self.bootstrap, topic, messages))
 
+    def produce_placed(self, topic: str, messages: list[tuple[int, bytes | None, bytes]]) -> None:
+        """Send ``(partition, key, value)`` messages in order, each to its partition, and wait for them all."""
+        asyncio.run(_produce(self.bootstrap, topic, [(key, value) for _, key, value in messages],
+                             [partition for partition, _, _ in messages]))
+
     def read(self, topic: str) -> list[tuple[bytes | None, bytes]]:
         """Every ``(key, value)`` on ``topic`` from the beginning, partition by partition."""
         return [(key, value) for _, key, value in asyncio.run(_read_all(self.bootstrap, topic))]
@@ -152,11 +157,14 @@ async def _create_topic(bootstrap: str, name: str, partitions: int) -> None:
         await admin.close()
 
 
-async def _produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
+async def _produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]],
+                   partitions: list[int] | None = None) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=ONE_RECORD_PER_BATCH)
     await producer.start()
+    places = partitions or [None] * len(messages)
     try:
-        futures = [await producer.send(topic, value, key=key) for key, value in messages]
+        futures = [await producer.send(topic, value, key=key, partition=partition)
+                   for (key, value), partition in zip(messages, places, strict=True)]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()

@@ -37,7 +37,7 @@ from detector.simulate import DEFAULT_START, parse_incident, simulate
 from detector.simulate.world import World
 from streams.cli import produce
 from streams.codecs import partition_of
-from streams.producer import produce_lines
+from streams.producer import Batcher, ensure_topic, produce_lines
 from streams.tables import SERIES_TABLE
 
 START = DEFAULT_START.replace(tzinfo=UTC)
@@ -97,6 +97,12 @@ def handled(worker: WorkerProcess) -> float:
 def send_lines(b: Broker, lines: list[bytes], batch: int = 200, rate: float | None = None) -> None:
     """Returns once every line is on the broker; ``rate`` caps events per second."""
     asyncio.run(produce_lines(lines, b.settings(), batch=batch, rate=rate))
+
+
+def ensure_usage_topic(b: Broker) -> None:
+    """The usage topic with the workers' partition count, as ``spendwatch produce`` makes it."""
+    settings = b.settings()
+    asyncio.run(ensure_topic(settings, settings.usage_topic))
 
 
 def saved_states(b: Broker) -> dict[str, Any]:
@@ -167,6 +173,34 @@ def test_the_worker_sends_exactly_the_anomalies_replay_finds(broker: Broker, wor
     assert worker.metric("spendwatch_table_values_held") == 0 and "spendwatch_table_values_held" in \
         worker.get("/metrics").decode()
     assert health["models"] == "source"  # the checkout's models, as Python (a compiled install says "compiled")
+
+
+def test_messages_off_their_keys_partition_go_through_the_repartition_topic_with_the_same_answers(
+        broker: Broker, workers: Any) -> None:
+    lines = sim_lines("growth", "research")
+    expected, oracle = replay(lines)
+    partitions = broker.settings().partitions
+    batcher = Batcher(partitions=partitions)
+    placed, elsewhere = [], 0
+    for start in range(0, len(lines), 300):
+        for m in batcher.messages(lines[start:start + 300]):
+            assert m.partition is not None
+            moved = b"research" in (m.key or b"")  # a producer keyed by something else, for one team
+            placed.append(((m.partition + 1) % partitions if moved else m.partition, m.key, m.value))
+            elsewhere += m.events if moved else 0
+    assert 0 < elsewhere < len(lines)
+    worker = workers()
+    ensure_usage_topic(broker)
+    broker.produce_placed("spendwatch.usage", placed)
+    wait_for("every event to be processed", lambda: handled(worker), lambda n: n >= len(lines))
+
+    want = records_by_identity(expected)
+    got = wait_for("every anomaly", lambda: records_by_identity(anomalies_on(broker)),
+                   lambda g: g.keys() >= want.keys())
+    assert_same_records(got, want)
+    assert worker.metric("spendwatch_events_processed_total") == len(lines)
+    assert worker.metric("spendwatch_events_forwarded_total") == elsewhere  # and the others were judged where read
+    assert_saved_states_are_replays(broker, oracle, llm_keys(lines))
 
 
 def test_produce_puts_each_key_on_the_partition_its_state_lives_on(broker: Broker) -> None:

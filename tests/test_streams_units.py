@@ -167,6 +167,18 @@ def test_redelivered_segments_are_skipped_not_counted_twice(incident_lines: list
     assert orjson.dumps(again.writes.get(key, table[key])) == saved
 
 
+def test_segments_judged_where_read_and_those_sent_on_keep_apart_positions_of_one_source_partition() -> None:
+    """A segment sent on by an older worker can still wait in the repartition topic when later offsets of its
+    source partition are judged directly: it is applied, not skipped; a redelivery of either way is skipped."""
+    ev = [LlmRequest(ts=1.8e9 + i, model="gpt-4o", input_tokens=100, output_tokens=5, team="t") for i in range(3)]
+    runner = GroupRunner(Engine(PriceTable.packaged()), {})
+    direct = runner.run([("llm:t/", 0, [Segment(0, 9, ev[1:], direct=True)])])
+    late = runner.run([("llm:t/", 0, [Segment(0, 8, ev[:1])])])
+    again = runner.run([("llm:t/", 0, [Segment(0, 9, ev[1:], direct=True), Segment(0, 8, ev[:1])])])
+    assert (direct.processed, late.processed, again.processed, again.skipped) == (2, 1, 0, 3)
+    assert orjson.loads(encode_state(late.writes["llm:t/"]))["applied"] == {"d0": [9, 0], "0": [8, 0]}
+
+
 def test_an_event_that_raises_is_reported_and_the_rest_are_processed() -> None:
     good = [LlmRequest(ts=1.8e9 + i, model="gpt-4o", input_tokens=100, output_tokens=5, team="t") for i in range(5)]
     bad = LlmRequest(ts=1.8e9 + 2.5, model="gpt-4o", input_tokens=100, output_tokens=5, team="t", feature="bad")
