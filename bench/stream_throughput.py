@@ -11,7 +11,9 @@ loopback port, fills two 4-partition topics with the same simulated events
   (``stream.take_events``);
 * ``spendwatch worker``, a subprocess, timed from its first finished events until its
   /metrics say every event is processed (or dead-lettered, or a repeat);
-* two workers in one consumer group on the batched topic, against one.
+* two workers in one consumer group on the batched topic, against one,
+  timed once their group has settled (neither in a rebalance: the first
+  re-reads its changelogs when the second joins).
 
 Rates are wall-clock over the run (with ``--rounds N``, the fastest of N
 rounds of each row: the machine is shared and noisy). CPU seconds are those

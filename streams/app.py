@@ -164,8 +164,8 @@ def _health(app: faust.App, runner: GroupRunner, table: KeyedTable, rules: Worke
         assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
     except Exception:  # not started yet
         assigned = []
-    health = {"status": "ok", "models": build(), "assigned": assigned, "groups": runner.groups, "keys": runner.keys(),
-              "table_values_held": table.held()}
+    health = {"status": "ok", "models": build(), "assigned": assigned, "rebalancing": bool(app.rebalancing),
+              "groups": runner.groups, "keys": runner.keys(), "table_values_held": table.held()}
     if rules is not None:
         health["rules"] = rules.describe()
     return health

@@ -168,7 +168,7 @@ def test_the_worker_sends_exactly_the_anomalies_replay_finds(broker: Broker, wor
     lag = wait_for("consumer lag to be reported", lambda: worker.metric("spendwatch_consumer_lag"), lambda n: n == 0)
     assert lag == 0 and 'spendwatch_consumer_lag{partition=' in worker.get("/metrics").decode()
     health = worker.health()
-    assert health["status"] == "ok" and set(health["keys"]) == llm_keys(lines)
+    assert health["status"] == "ok" and set(health["keys"]) == llm_keys(lines) and health["rebalancing"] is False
     assert health["table_values_held"] == 0  # memory://: each state went to the changelog, the models hold it
     assert worker.metric("spendwatch_table_values_held") == 0 and "spendwatch_table_values_held" in \
         worker.get("/metrics").decode()
