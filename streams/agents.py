@@ -185,7 +185,7 @@ def attach_agents(
                      topics=(usage_topic, topics.by_key.get_topic_name()))
     admit.watch()
     detect = DetectStep(topics, table, runner, metrics, usage_topic)
-    routes = Routes(settings.partitions, lambda: app.consumer.topic_partitions(usage_topic))
+    routes = Routes(settings.partitions, lambda: topic_partitions(app, usage_topic))
 
     @app.agent(topics.usage, name="spendwatch-decode")
     async def decode_agent(stream: faust.StreamT) -> None:
@@ -313,6 +313,21 @@ class Routes:
                 self._homes.clear()
             home = self._homes[key] = partition_of(key, self.partitions)
         return home
+
+
+def topic_partitions(app: faust.App, topic: str) -> int | None:
+    """How many partitions ``topic`` has, from the consumer's cluster metadata; None while it has none.
+
+    Not faust's ``Consumer.topic_partitions``: that reads a snapshot of the
+    client's group coordinator which only the group's leader keeps (measured:
+    a second worker got None and sent every event on). A worker assigned a
+    partition of the topic has its metadata.
+    """
+    try:
+        partitions = app.consumer._thread._consumer.partitions_for_topic(topic)
+    except Exception:  # not started, or faust's consumer changed shape: every event goes through the repartition topic
+        return None
+    return len(partitions) if partitions else None
 
 
 def _failure_letters(outcome: Outcome, usage_topic: str, metrics: Metrics) -> list[bytes]:

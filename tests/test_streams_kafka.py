@@ -161,6 +161,7 @@ def test_the_worker_sends_exactly_the_anomalies_replay_finds(broker: Broker, wor
     order = [(r["id"], r["status"]) for r in got]  # one id, one partition: it fires before it resolves
     assert all(order.index((i, "firing")) < order.index((i, "resolved")) for i, s in order if s == "resolved")
     assert worker.metric("spendwatch_events_processed_total") == len(lines)
+    assert worker.metric("spendwatch_events_forwarded_total") == 0  # produce put each key where its state is
     firing = sum(r["status"] == "firing" for r in expected)
     assert worker.metric("spendwatch_anomalies_total", status="firing") == firing
     assert worker.metric("spendwatch_series_tracked") > 0
@@ -361,6 +362,8 @@ def test_two_workers_split_the_keys_and_one_takes_over_when_the_other_stops(brok
     assert not held[0] & held[1] and held[0] | held[1] == keys
     assigned = [{p for p in w.health()["assigned"] if "by-key" in p} for w in (first, second)]
     assert not assigned[0] & assigned[1]
+    # Each judged what it read: every key was on its own partition, the group's leader or not.
+    assert [w.metric("spendwatch_events_forwarded_total") for w in (first, second)] == [0, 0]
     # Each wrote its groups' state to the changelog only, and holds no copy of it or of the other's:
     assert [w.health()["table_values_held"] for w in (first, second)] == [0, 0]
 
