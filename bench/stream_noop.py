@@ -20,7 +20,7 @@ import sys
 import faust
 from faust.web import Request, Response, View
 
-from streams.app import faust_options
+from streams.app import new_app
 from streams.settings import StreamSettings
 
 
@@ -34,8 +34,7 @@ def build_noop_app(settings: StreamSettings, take: bool = False) -> tuple[faust.
     >>> app.conf.id, sorted(app.agents), count
     ('noop', ['bench-noop'], [0])
     """
-    options = {**faust_options(settings), "store": "memory://"}  # the worker's options: only the work differs
-    app = faust.App(settings.consumer_group, **options)
+    app = new_app(settings.consumer_group, settings, store="memory://")  # the worker's options: only the work differs
     topic = app.topic(settings.usage_topic, partitions=settings.partitions)
     count = [0]
 

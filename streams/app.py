@@ -23,6 +23,7 @@ from detector.pricing import PriceTable
 from detector.rules import RuleSet
 from streams.agents import DecodeStep, Progress, attach_agents
 from streams.codecs import anomaly_record
+from streams.fetching import App
 from streams.groups import GroupEngine, GroupRunner
 from streams.rule_reload import RULES_POLL_S, WorkerRules, worker_reloader
 from streams.settings import StreamSettings
@@ -61,7 +62,7 @@ def build_app(settings: StreamSettings, engine_factory: EngineFactory = default_
     >>> sa.app.conf.id, sorted(sa.app.agents)[0], sa.table.name
     ('spendwatch', 'spendwatch-decode', 'spendwatch-series-v1')
     """
-    app = faust.App(settings.consumer_group, **faust_options(settings))
+    app = new_app(settings.consumer_group, settings)
     topics = declare_topics(app, settings)
     table = declare_series_table(app, settings)
     keyed = KeyedTable(table, keep_values=not settings.store.startswith("memory:"))
@@ -80,6 +81,11 @@ def build_app(settings: StreamSettings, engine_factory: EngineFactory = default_
         _reload_rules_on_a_timer(app, topics, rules, metrics)
     add_pages(app, metrics, lambda: _health(app, runner, keyed, rules))
     return StreamApp(app, topics, table, runner, metrics, settings)
+
+
+def new_app(id: str, settings: StreamSettings, **options: Any) -> faust.App:
+    """A faust app with the options of ``settings`` (``options`` override them) and their fetch wait."""
+    return App(id, fetch_wait_ms=settings.fetch_wait_ms, **{**faust_options(settings), **options})
 
 
 def faust_options(settings: StreamSettings) -> dict[str, Any]:

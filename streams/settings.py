@@ -69,6 +69,11 @@ class StreamSettings(Settings):
         description="most bytes one fetch brings per partition (the client caps a whole fetch at 50 MiB); "
         "large fetches keep a busy worker fed between its batches (faust's default is 1 MiB)",
     )
+    fetch_wait_ms: int = Field(
+        100, ge=1, le=60_000,
+        description="longest the broker may hold a fetch that finds no new data; faust fixes 1,500 ms, "
+        "and a fetch of idle partitions then holds up the busy ones that long (streams/fetching.py)",
+    )
     rebalance_timeout_s: float | None = Field(
         None, gt=0, description="consumer group rebalance timeout (unset: the client's default)"
     )

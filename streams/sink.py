@@ -45,7 +45,7 @@ from detector.pricing import PriceTable
 from detector.rules import RuleSet
 from streams.admit import Admitter
 from streams.agents import or_exit
-from streams.app import faust_options
+from streams.app import new_app
 from streams.sink_core import (
     DIGEST_CRON,
     SinkCore,
@@ -128,7 +128,7 @@ def build_sink_app(settings: SinkSettings, clock: Callable[[], float] = time.tim
     ('spendwatch-sink', ['spendwatch-sink-anomalies', 'spendwatch-sink-usage'])
     >>> sa.close()
     """
-    app = faust.App(sink_group(settings), **faust_options(settings))
+    app = new_app(sink_group(settings), settings)
     rules = rules_in_force(settings)
     thread = CoreThread()
     try:

@@ -39,6 +39,8 @@ from streams.codecs import (
 from streams.groups import GroupRunner
 from streams.producer import Batcher, bootstrap_servers
 from streams.settings import StreamSettings
+from streams.sink import build_sink_app
+from streams.sink_settings import SinkSettings
 from streams.tables import KeyedTable, decode_state, encode_state
 
 START = DEFAULT_START.replace(tzinfo=UTC)
@@ -223,6 +225,25 @@ def test_fetches_are_as_large_as_the_setting_says_16_mib_unless_set(monkeypatch:
     assert build_app(StreamSettings()).app.conf.consumer_max_fetch_size == 2**21
     with pytest.raises(ValueError, match="fetch_bytes"):
         StreamSettings(fetch_bytes=1000)  # smaller than the largest message a producer sends (1 MiB)
+
+
+def test_the_worker_and_the_sink_let_the_broker_hold_a_fetch_100_ms_not_fausts_1500(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    def fetch_wait(app: Any) -> int:
+        async def created() -> int:  # as faust creates it when the consumer starts, not started here
+            consumer = app.consumer._thread._create_worker_consumer(app.transport)
+            await consumer.stop()
+            return consumer._fetch_max_wait_ms  # type: ignore[no-any-return]
+        return asyncio.run(created())
+
+    assert fetch_wait(build_app(StreamSettings()).app) == 100
+    monkeypatch.setenv("SPENDWATCH_FETCH_WAIT_MS", "250")
+    assert fetch_wait(build_app(StreamSettings()).app) == 250
+    sink = build_sink_app(SinkSettings(db_url=f"sqlite:///{tmp_path}/h.db", slack_outbox=tmp_path / "o.db"))
+    try:
+        assert fetch_wait(sink.app) == 250
+    finally:
+        sink.close()
 
 
 def test_the_app_declares_versioned_names_and_never_pickles() -> None:
