@@ -220,11 +220,13 @@ class Decoder:
             except ValueError as exc:
                 return [], [self._reject(first_line, payload, "malformed_json", f"not a valid JSON array: {exc}")]
             return self.decode_lines([bytes(item) for item in items], first_line)
-        if body[:1] == b"{" and b"\n" in body:
+        if b"\n" not in body:  # one event, the common message: its trailing newline is no second, blank line
+            return self.decode_lines([body] if body else [], first_line)
+        if body[:1] == b"{":
             whole = _pretty_printed(body)
             if whole is not None:
                 return self.decode_objects([whole], first_line, raw=[payload])
-        return self.decode_lines(payload.split(b"\n"), first_line)
+        return self.decode_lines(payload.rstrip().split(b"\n"), first_line)  # leading blank lines keep numbers
 
     def decode_objects(
         self, objects: Iterable[object], first_line: int = 1, raw: Iterable[bytes | str] | None = None

@@ -89,8 +89,8 @@ class DecodeStep:
         """Decode each message; group its events by partition key, in order; dead-letter the rest."""
         by_key: dict[str, list[Segment]] = {}
         letters: list[bytes] = []
+        self.metrics.messages.inc(len(messages))
         for origin, payload in messages:
-            self.metrics.messages.inc()
             events, rejects = self.decoder.decode_payload(payload)
             whole = not events and len(rejects) == 1 and b"\n" not in payload.strip()
             for reject in rejects:

@@ -294,6 +294,12 @@ def test_payload_with_one_event(payload: bytes) -> None:
     assert [typed(e) for e in events] == [typed(decode_one(LLM))] and rejects == []
 
 
+@pytest.mark.parametrize("payload", [b"{oops\n", b"{oops\r\n", b"{oops"])
+def test_payload_of_one_bad_event_is_one_reject_at_its_line_whatever_ends_it(payload: bytes) -> None:
+    events, rejects = Decoder(SETTINGS).decode_payload(payload, first_line=4)
+    assert events == [] and [(r.line, r.code, r.raw) for r in rejects] == [(4, "malformed_json", "{oops")]
+
+
 def test_payload_as_array_rejects_a_bad_element_alone() -> None:
     items = [LLM, {**LLM, "request_id": "b", "input_tokens": -1}, 7, GPU, {**LLM, "request_id": "c"}]
     events, rejects = Decoder(SETTINGS).decode_payload(line(items), first_line=1)
