@@ -192,6 +192,17 @@ def test_an_event_that_raises_is_reported_and_the_rest_are_processed() -> None:
     assert (failure.event, failure.src_offset, failure.error) == (bad, 7, "ZeroDivisionError: division by zero")
 
 
+def test_a_failing_event_among_a_keys_several_segments_is_reported_with_its_own_message() -> None:
+    """A key's segments of one batch are detected in one call; a failure still names the message it came in."""
+    good = [LlmRequest(ts=1.8e9 + i, model="gpt-4o", input_tokens=100, output_tokens=5, team="t") for i in range(4)]
+    bad = LlmRequest(ts=1.8e9 + 2.5, model="gpt-4o", input_tokens=100, output_tokens=5, team="t", feature="bad")
+    segments = [Segment(0, 7, good[:2]), Segment(0, 8, [bad]), Segment(0, 9, good[2:])]
+    prices = RaisingPrices(PriceTable.packaged(), "bad", ZeroDivisionError, "division by zero")
+    out = GroupRunner(Engine(prices), {}).run([("llm:t", 1, segments)])  # type: ignore[arg-type]
+    assert out.processed == 4 and [(f.src_offset, f.event) for f in out.failures] == [(8, bad)]
+    assert out.writes["llm:t"]["applied"] == {"0": [9, 0]}
+
+
 def test_revoked_partitions_forget_their_groups_and_a_bad_saved_value_dead_letters_its_events() -> None:
     ev_a = LlmRequest(ts=1.8e9, model="gpt-4o", input_tokens=10, output_tokens=1, team="a")
     ev_b = LlmRequest(ts=1.8e9, model="gpt-4o", input_tokens=10, output_tokens=1, team="b")
