@@ -53,8 +53,6 @@ from streams.tables import KeyedTable
 from streams.topics import Topics
 from streams.web import Metrics
 
-MAX_HOMES_KEPT = 1 << 16  # keys whose partition is remembered rather than hashed again
-
 EXIT_BATCH_FAILED = 70
 """Exit status when a batch fails as a whole (EX_SOFTWARE): the supervisor restarts the worker."""
 
@@ -276,17 +274,16 @@ class Routes:
         """``usage_partitions``: the usage topic's partition count as the consumer knows it (None: not yet)."""
         self.partitions = partitions
         self._usage_partitions = usage_partitions
-        self._homes: dict[str, int] = {}
 
     def split(
         self, by_key: dict[str, list[Segment]], carriers: dict[int, Any]
     ) -> tuple[list[tuple[str, int, list[Segment], Any]], dict[int, list[Keyed]]]:
         """``carriers``: a message of the batch per partition read, to place each key's state write."""
-        copartitioned = self._copartitioned()
+        copartitioned = self._usage_partitions() == self.partitions
         here: list[tuple[str, int, list[Segment], Any]] = []
         away: dict[int, list[Keyed]] = {}
         for key, segments in by_key.items():
-            home = self._home(key)
+            home = partition_of(key, self.partitions)
             mine: list[Segment] = []
             others: list[Segment] = []
             for s in segments:
@@ -299,20 +296,6 @@ class Routes:
             if others:
                 away.setdefault(home, []).append((key, others))
         return here, away
-
-    def _copartitioned(self) -> bool:
-        try:
-            return self._usage_partitions() == self.partitions
-        except Exception:  # the consumer is not started: nothing is read yet either
-            return False
-
-    def _home(self, key: str) -> int:
-        home = self._homes.get(key)
-        if home is None:
-            if len(self._homes) >= MAX_HOMES_KEPT:
-                self._homes.clear()
-            home = self._homes[key] = partition_of(key, self.partitions)
-        return home
 
 
 def topic_partitions(app: faust.App, topic: str) -> int | None:
