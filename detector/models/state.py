@@ -19,8 +19,6 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import fields
-from functools import cache
-from types import MappingProxyType
 from typing import Any, TypeVar
 
 M = TypeVar("M")
@@ -82,14 +80,23 @@ def shared(config: C) -> C:
     return _SHARED.setdefault(config, config)  # type: ignore[no-any-return]
 
 
-@cache
-def config_state(config: object) -> Mapping[str, Any]:
-    """A shared config's parameters by name, for a model's saved state.
+_PARAMETERS: dict[int, tuple[Any, tuple[str, ...], tuple[Any, ...]]] = {}
 
-    Worked out once per config (a worker saves every model of a group after
-    each batch); read-only, as every model built alike shares it.
+
+def _saved_fields(config: Any, numbers: Packed) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    """The names of a packed model's saved fields, its parameters' first, and the parameters' values.
+
+    Worked out once per shared config, found again by the config's identity
+    (hashing a frozen dataclass costs more than the lookup): a worker saves
+    every model of a group after each batch. The entry holds the config, so
+    its identity is not reused while the entry lasts.
     """
-    return MappingProxyType({f.name: getattr(config, f.name) for f in fields(config) if f.init})  # type: ignore[arg-type]
+    entry = _PARAMETERS.get(id(config))
+    if entry is None or entry[0] is not config:
+        names = tuple(f.name for f in fields(config) if f.init)
+        keys = (*names, *numbers.names, *numbers.vectors)
+        entry = _PARAMETERS[id(config)] = (config, keys, tuple(getattr(config, name) for name in names))
+    return entry[1], entry[2]
 
 
 def restore_config(cls: type[C], state: Mapping[str, Any]) -> C:
@@ -133,7 +140,7 @@ class Packed:
     (2, 1)
     """
 
-    __slots__ = ("core", "int_names", "ints", "names", "size", "vectors")
+    __slots__ = ("_int_at", "_vector_at", "core", "ints", "names", "size", "vectors")
 
     def __init__(
         self, names: Iterable[str], ints: Iterable[str] = (), vectors: Mapping[str, int] | None = None,
@@ -146,11 +153,12 @@ class Packed:
         if unknown:
             raise ValueError(f"Packed ints: {sorted(unknown)} are not among the fields {self.names}")
         self.size = len(self.names) + sum(self.vectors.values())
-        self.int_names = tuple(name for name in self.names if name in self.ints)
         shifted = tuple(shifted)
         if shifted and (self.vectors or self.names[len(self.names) - len(shifted):] != shifted):
             raise ValueError(f"Packed shifted: {shifted} must be the last fields of {self.names}, with no vectors")
         self.core = self.size - len(shifted)
+        self._int_at = tuple(i for i, name in enumerate(self.names) if name in self.ints)
+        self._vector_at = tuple((self.offset(name), length, name in self.ints) for name, length in self.vectors.items())
 
     def __len__(self) -> int:
         """The named scalar fields (the vectors follow them)."""
@@ -187,16 +195,27 @@ class Packed:
         return a[: self.core] if len(a) > self.core else a
 
     def to_dict(self, a: array[float]) -> dict[str, Any]:
-        a = self.widen(a)  # every field is saved, zero where a shift's are not held
-        state: dict[str, Any] = dict(zip(self.names, a, strict=False))
-        for name in self.int_names:
-            state[name] = int(state[name])
-        start = len(self.names)
-        for name, length in self.vectors.items():
-            part = a[start : start + length]
-            state[name] = [int(v) for v in part] if name in self.ints else part.tolist()
-            start += length
-        return state
+        """Every field by name (see :meth:`values`)."""
+        return dict(zip((*self.names, *self.vectors), self.values(a), strict=True))
+
+    def values(self, a: array[float]) -> list[Any]:
+        """Every field's value in order, a shift's as zero where the array has none; ints as ints, vectors as lists.
+
+        One list from the array's numbers, converted in place: a worker saves
+        every model of a group after each batch, so this runs per model, per batch.
+        """
+        values: list[Any] = a.tolist()
+        if len(values) < self.size:
+            values += [0.0] * (self.size - len(values))
+        for i in self._int_at:
+            values[i] = int(values[i])
+        if self._vector_at:
+            scalars = values[: len(self.names)]
+            for start, length, ints in self._vector_at:
+                part = values[start : start + length]
+                scalars.append([int(v) for v in part] if ints else part)
+            return scalars
+        return values
 
     def from_dict(self, state: Mapping[str, Any], owner: str) -> array[float]:
         """The array of a saved state; a missing field or a vector of another length is refused, naming ``owner``."""
@@ -219,7 +238,12 @@ SHIFTED = PHASES[2]
 
 def packed_state(model: Any, numbers: Packed, version: int, **extra: Any) -> dict[str, Any]:
     """A packed model's saved state: its parameters, its numbers, its phase, ``extra`` and the version."""
-    return {**config_state(model.config), **numbers.to_dict(model.a), "phase": model.phase, **extra, "v": version}
+    keys, parameters = _saved_fields(model.config, numbers)
+    state = dict(zip(keys, (*parameters, *numbers.values(model.a)), strict=True))
+    state["phase"] = model.phase
+    state.update(extra)
+    state["v"] = version
+    return state
 
 
 def restore_packed(cls: type[M], config: type[Any], numbers: Packed, state: Mapping[str, Any], version: int) -> M:
