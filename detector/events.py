@@ -17,7 +17,7 @@ paths share (timestamps, closed sets); ``event_fast`` the msgspec fast path.
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -228,6 +228,31 @@ class Decoder:
                 return self.decode_objects([whole], first_line, raw=[payload])
         return self.decode_lines(payload.rstrip().split(b"\n"), first_line)  # leading blank lines keep numbers
 
+    def decode_payloads(self, payloads: Sequence[bytes]) -> list[tuple[list[Event], list[Reject]]]:
+        """:meth:`decode_payload` of each message of a batch, in order; one-event messages in one pass.
+
+        A message holding one event is the common one, and decoding it alone
+        costs as much in calls as in decoding: when every message of the
+        batch is one JSON object on one line, the fast path takes them all at
+        once. Otherwise each message is decoded alone, so repeated request
+        ids are always dropped in message order.
+
+        >>> ok = b'{"ts": 1800000000, "model": "m", "input_tokens": 5, "output_tokens": 1, "request_id": "r"}'
+        >>> [(len(events), [r.code for r in rejects]) for events, rejects in Decoder().decode_payloads(
+        ...     [ok, b'{"model": "m"}', ok + b"\\n"])]
+        [(1, []), (0, ['missing_field']), (0, [])]
+        """
+        bodies = [payload.strip() for payload in payloads]
+        if self._fast is None or not all(body[:1] == b"{" and b"\n" not in body for body in bodies):
+            return [self.decode_payload(payload) for payload in payloads]
+        rejects: dict[int, list[Reject]] = {}
+        settled = self._settle_each(
+            self._fast.decode_lines(bodies),
+            lambda index, number: self._decode_slowly(bodies[index], number, rejects.setdefault(index, [])),
+            alone=True,
+        )
+        return [([] if event is None else [event], rejects.get(i, [])) for i, event in enumerate(settled)]
+
     def decode_objects(
         self, objects: Iterable[object], first_line: int = 1, raw: Iterable[bytes | str] | None = None
     ) -> tuple[list[Event], list[Reject]]:
@@ -250,23 +275,34 @@ class Decoder:
     def _settle(
         self, decoded: list[Event | None], first_line: int, judge: Callable[[int, int], Event | None]
     ) -> list[Event]:
-        """The events in input order: ``judge(index, number)`` where the fast path gave None, duplicates dropped.
+        """The events in input order: ``judge(index, number)`` where the fast path gave None, duplicates dropped."""
+        return [event for event in self._settle_each(decoded, judge, first_line) if event is not None]
 
-        One loop for both steps, with the duplicate check written out rather
-        than called, because it runs once per event of every batch.
+    def _settle_each(
+        self, decoded: list[Event | None], judge: Callable[[int, int], Event | None], first_line: int = 1,
+        alone: bool = False,
+    ) -> list[Event | None]:
+        """Each item's event, or None where ``judge(index, number)`` rejected it or it is a repeat.
+
+        Items are lines numbered from ``first_line`` on, or with ``alone``
+        each a message of its own (line 1). One loop for both steps, with the
+        duplicate check written out rather than called, because it runs once
+        per event of every batch.
         """
-        events: list[Event] = []
+        events: list[Event | None] = []
         append = events.append
         seen, order, remember = self._seen, self._seen_order, self._remember
-        for number, event in enumerate(decoded, first_line):
+        for index, event in enumerate(decoded):
             if event is None:
-                event = judge(number - first_line, number)
+                event = judge(index, first_line if alone else first_line + index)
                 if event is None:
+                    append(None)
                     continue
             if type(event) is LlmRequest and (rid := event.request_id) is not None:
                 key: str | tuple[str, int] = rid if event.attempt == 1 else (rid, event.attempt)
                 if key in seen:
                     self.duplicates += 1
+                    append(None)
                     continue
                 seen.add(key)
                 order.append(key)

@@ -10,7 +10,7 @@ from typing import Any
 
 import faust
 
-from streams.ordering import InOrder, Verdict
+from streams.ordering import TAKEN, InOrder
 
 RESEEK_EVERY_S = 1.0
 START_WAIT_S = 30.0  # longest a partition's first message waits for faust to learn its committed offset
@@ -46,8 +46,28 @@ class Admitter:
         message = event.message
         if not self.order.knows(message.tp):
             await self._wait_for_start(message.tp)
+        return self._admit(message)
+
+    async def take_many(self, events: Iterable[Any]) -> list[Any]:
+        """The events of a batch to process, in order: :meth:`take` of each.
+
+        Awaits only for a partition whose start is not known yet, rather than
+        making a coroutine of every message: a batch of one-event messages
+        pays that per event.
+        """
+        taken = []
+        knows = self.order.knows
+        for event in events:
+            message = event.message
+            if not knows(message.tp):
+                await self._wait_for_start(message.tp)
+            if self._admit(message):
+                taken.append(event)
+        return taken
+
+    def _admit(self, message: Any) -> bool:
         admission = self.order.admit(message.tp, message.offset)
-        if admission.verdict is Verdict.TAKE:
+        if admission is TAKEN:
             return True
         self.count(admission.verdict.value)
         if admission.seek_to is not None:

@@ -32,7 +32,7 @@ from typing import Any
 import faust
 
 from detector.engine_state import group_key
-from detector.events import Decoder, Event
+from detector.events import Decoder, Event, Reject
 from streams.admit import Admitter
 from streams.codecs import (
     CodecError,
@@ -87,21 +87,47 @@ class DecodeStep:
         """Decode each message; group its events by partition key, in order; dead-letter the rest."""
         by_key: dict[str, list[Segment]] = {}
         letters: list[bytes] = []
-        self.metrics.messages.inc(len(messages))
-        for origin, payload in messages:
-            events, rejects = self.decoder.decode_payload(payload)
-            whole = not events and len(rejects) == 1 and b"\n" not in payload.strip()
-            for reject in rejects:
-                letters.append(reject_letter(origin, reject) if not whole else dead_letter(
-                    origin, reject.code, reject.reason, payload, reject.line))
-                self.metrics.deadlettered.labels(reject.code).inc()
-            for key, group in _group(origin, events, letters, self.metrics, self.key_of).items():
+        metrics, key_of = self.metrics, self.key_of
+        metrics.messages.inc(len(messages))
+        decoded = self.decoder.decode_payloads([payload for _, payload in messages])
+        for (origin, payload), (events, rejects) in zip(messages, decoded, strict=True):
+            if rejects:
+                _reject(origin, payload, events, rejects, letters, metrics)
+            if len(events) == 1:  # the common message, without a dict of its one key
+                try:
+                    key = key_of(events[0])
+                except Exception as exc:  # a bug of ours: this event goes to the dead-letter topic, the rest go on
+                    _failed_key(origin, events[0], exc, letters, metrics)
+                    continue
+                segment = Segment(origin.partition, origin.offset, events)
+                segments = by_key.get(key)
+                if segments is None:
+                    by_key[key] = [segment]
+                else:
+                    segments.append(segment)
+                continue
+            for key, group in _group(origin, events, letters, metrics, key_of).items():
                 by_key.setdefault(key, []).append(Segment(origin.partition, origin.offset, group))
         duplicates = self.decoder.duplicates
         if duplicates > self._duplicates:
-            self.metrics.duplicates.inc(duplicates - self._duplicates)
+            metrics.duplicates.inc(duplicates - self._duplicates)
             self._duplicates = duplicates
         return by_key, letters
+
+
+def _reject(origin: Origin, payload: bytes, events: list[Event], rejects: list[Reject], letters: list[bytes],
+            metrics: Metrics) -> None:
+    """Dead letters of a message's rejects: the whole message as it came when it was one bad event."""
+    whole = not events and len(rejects) == 1 and b"\n" not in payload.strip()
+    for reject in rejects:
+        letters.append(reject_letter(origin, reject) if not whole else dead_letter(
+            origin, reject.code, reject.reason, payload, reject.line))
+        metrics.deadlettered.labels(reject.code).inc()
+
+
+def _failed_key(origin: Origin, ev: Event, exc: Exception, letters: list[bytes], metrics: Metrics) -> None:
+    letters.append(dead_letter(origin, PROCESSING_ERROR, _error_text(exc), event_text(ev)))
+    metrics.deadlettered.labels(PROCESSING_ERROR).inc()
 
 
 def _group(origin: Origin, events: list[Event], letters: list[bytes], metrics: Metrics,
@@ -111,8 +137,7 @@ def _group(origin: Origin, events: list[Event], letters: list[bytes], metrics: M
         try:
             key = key_of(ev)
         except Exception as exc:  # a bug of ours: this event goes to the dead-letter topic, the rest go on
-            letters.append(dead_letter(origin, PROCESSING_ERROR, _error_text(exc), event_text(ev)))
-            metrics.deadlettered.labels(PROCESSING_ERROR).inc()
+            _failed_key(origin, ev, exc, letters, metrics)
             continue
         groups.setdefault(key, []).append(ev)
     return groups
@@ -190,7 +215,7 @@ def attach_agents(
         await _declare(topics)
         async for batch in stream.take_events(*take):
             async with or_exit("decode"):
-                taken = [e for e in batch if await admit.take(e)]
+                taken = await admit.take_many(batch)
                 by_key, letters = decode.split([(progress.read(e.message), e.value) for e in taken])
                 here, away = routes.split(by_key, {e.message.partition: e for e in taken})
                 sends = [
@@ -208,9 +233,7 @@ def attach_agents(
         async for batch in stream.take_events(*take):
             async with or_exit("detect"):
                 keyed, letters = [], []
-                for e in batch:
-                    if not await admit.take(e):
-                        continue
+                for e in await admit.take_many(batch):
                     origin = progress.read(e.message)
                     try:
                         keyed += [(key, origin.partition, segments, e) for key, segments in decode_keyed(e.value)]
@@ -288,7 +311,8 @@ class Routes:
             others: list[Segment] = []
             for s in segments:
                 if copartitioned and s.src_partition == home:
-                    mine.append(Segment(s.src_partition, s.src_offset, s.events, s.part, direct=True))
+                    s.direct = True  # the batch's own segment, fresh from the decode step
+                    mine.append(s)
                 else:
                     others.append(s)
             if mine:

@@ -48,6 +48,10 @@ class Admission:
     seek_to: int | None = None
 
 
+TAKEN = Admission(Verdict.TAKE)
+"""The common verdict, made once: one is asked for every message the worker reads."""
+
+
 @dataclass(slots=True)
 class _Waiting:
     expected: int
@@ -165,7 +169,7 @@ class InOrder:
         self._next[tp] = offset + 1
         self._waiting.pop(tp, None)
         self._active[tp] = self._clock()
-        return Admission(Verdict.TAKE)
+        return TAKEN
 
     def _early(self, tp: Hashable, offset: int, expected: int) -> Admission:
         now = self._clock()

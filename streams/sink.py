@@ -150,14 +150,14 @@ def build_sink_app(settings: SinkSettings, clock: Callable[[], float] = time.tim
     async def anomalies_agent(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(*take):
             async with or_exit("sink-anomalies"):
-                await thread.run(counted.take_anomalies, _records([e for e in batch if await admit.take(e)]))
+                await thread.run(counted.take_anomalies, _records(await admit.take_many(batch)))
 
     @app.agent(usage, name="spendwatch-sink-usage")
     async def usage_agent(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(*take):
             async with or_exit("sink-usage"):
-                messages = [(e.message.topic, e.message.partition, e.message.offset, e.value) for e in batch
-                            if await admit.take(e)]
+                messages = [(e.message.topic, e.message.partition, e.message.offset, e.value)
+                            for e in await admit.take_many(batch)]
                 await thread.run(counted.take_usage, messages)
 
     @app.timer(DELIVER_EVERY_S)

@@ -7,6 +7,8 @@ from collections import namedtuple
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from streams.admit import Admitter
 from streams.ordering import PATIENCE_S, SEEK_AGAIN_S, InOrder, Verdict
 
@@ -92,12 +94,15 @@ def event(tp: str, offset: int) -> SimpleNamespace:
     return SimpleNamespace(message=SimpleNamespace(tp=tp, offset=offset))
 
 
-def test_the_admitter_starts_a_partition_at_its_committed_offset_and_seeks_an_early_one_back():
+@pytest.mark.parametrize("batch", [False, True], ids=["one_at_a_time", "take_many"])
+def test_the_admitter_starts_a_partition_at_its_committed_offset_and_seeks_an_early_one_back(batch):
     app = SimpleNamespace(rebalancing=False, consumer=FakeConsumer({"usage/1": 62}))
     dropped: list[str] = []
     admit = Admitter(app, dropped.append)  # type: ignore[arg-type]
 
     async def offer(*offsets: int) -> list[int]:
+        if batch:
+            return [e.message.offset for e in await admit.take_many([event("usage/1", o) for o in offsets])]
         return [o for o in offsets if await admit.take(event("usage/1", o))]
 
     async def offer_and_settle(*offsets: int) -> list[int]:
@@ -110,7 +115,8 @@ def test_the_admitter_starts_a_partition_at_its_committed_offset_and_seeks_an_ea
     assert dropped == ["early", "early", "repeat"]
 
 
-def test_a_first_message_mid_rebalance_waits_for_the_committed_offset():
+@pytest.mark.parametrize("batch", [False, True], ids=["one_at_a_time", "take_many"])
+def test_a_first_message_mid_rebalance_waits_for_the_committed_offset(batch):
     """Handed over before faust has sought back to the committed offset, 96 must not set where 62 starts."""
     consumer = FakeConsumer({})
     app = SimpleNamespace(rebalancing=True, consumer=consumer)
@@ -123,6 +129,10 @@ def test_a_first_message_mid_rebalance_waits_for_the_committed_offset():
             app.rebalancing = False
 
         finishing = asyncio.create_task(seek_done())
+        if batch:
+            taken = await admit.take_many([event("usage/1", 96)])
+            await finishing
+            return [bool(taken), bool(await admit.take_many([event("usage/1", 62)]))]
         first = await admit.take(event("usage/1", 96))
         await finishing
         return [first, await admit.take(event("usage/1", 62))]
