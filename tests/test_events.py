@@ -315,6 +315,28 @@ def test_payload_as_json_lines() -> None:
     assert [(r.line, r.code) for r in rejects] == [(12, "malformed_json")]
 
 
+@pytest.mark.parametrize("mixed", [False, True], ids=["one-line-messages", "with-an-array-and-json-lines"])
+def test_a_batch_of_payloads_decodes_as_each_payload_in_turn(mixed: bool) -> None:
+    """The batch path (one fast pass over one-event messages) drops the same repeats and rejects the same lines."""
+    payloads = [line(LLM), line({**LLM, "request_id": "b"}) + b"\n", b"{oops", line(LLM), line(GPU),
+                line({**LLM, "request_id": "c", "input_tokens": -1}), line({**LLM, "request_id": "d"})]
+    if mixed:
+        payloads[3:3] = [line([{**LLM, "request_id": "d"}, {**LLM, "request_id": "e"}]),
+                         b"\n".join([line({**LLM, "request_id": "b"}), b"{oops"]), b"   "]
+
+    def seen(results: list[tuple[list[Any], list[Any]]]) -> list[Any]:
+        return [([typed(e) for e in events], [(r.line, r.code, r.raw) for r in rejects]) for events, rejects in results]
+
+    one_at_a_time = Decoder(SETTINGS)
+    batch = Decoder(SETTINGS)
+    expected = seen([one_at_a_time.decode_payload(p) for p in payloads])
+    if not mixed:  # every message is one line: the one pass, not a message at a time
+        batch.decode_payload = None  # type: ignore[assignment,method-assign]
+    assert seen(batch.decode_payloads(payloads)) == expected
+    assert batch.duplicates == one_at_a_time.duplicates == (3 if mixed else 1)
+    assert sum(len(events) for events, _ in expected) == (5 if mixed else 4)
+
+
 @pytest.mark.parametrize("payload", [b'[{"ts": 1}, ', b"[1, 2"])
 def test_payload_with_a_broken_array_is_one_reject(payload: bytes) -> None:
     events, rejects = Decoder(SETTINGS).decode_payload(payload, first_line=3)
