@@ -35,6 +35,7 @@ from detector.series import labels_of
 
 DERIVED_HOLD_S = 180.0
 ECHO_S = 24 * 3600.0  # a slow-creep alarm this soon after an incident of its feature is that incident's echo
+NEW_CAUSE_S = 3600.0  # a cause this long after a derived metric's incident began pages as its own
 SETTLED_S = 600.0  # a firing record splits its dollars into drivers only if the change is this old
 SPEND_FLOOR_USD_PER_HOUR = 0.10  # a rate change worth less than this is pennies, not a page
 FLOORED = frozenset({"spend_rate"})  # pages for dollars only; a request surge pages (as info) even on cheap models
@@ -77,7 +78,7 @@ class Incidents:
     def _on_shift(self, mon: Monitor, s: ModelSeries | None, f: FeatureSeries, ts: float,
                   out: list[Anomaly], tier: str | None) -> None:
         inc = f.incident
-        if inc is not None:
+        if inc is not None and not _new_cause(mon, inc):
             mon.paged = True
             name = mon.rule_id if s is None else f"{mon.rule_id} on {s.key[-1]}"
             if name not in inc.related:
@@ -98,6 +99,8 @@ class Incidents:
             if ts - mon.held_since < DERIVED_HOLD_S:
                 return
         mon.paged = True
+        if f.incident is not None:  # a new cause, long after the open incident began: it takes over
+            out.append(self._resolve(f, ts, accepted=False, superseded_by=mon))
         out.append(self._fire(mon, s, f, ts, tier))
 
     def _saves_money(self, mon: Monitor, f: FeatureSeries, tier: str | None) -> bool:
@@ -151,13 +154,18 @@ class Incidents:
         self.fired += 1
         return record
 
-    def _resolve(self, f: FeatureSeries, ts: float, *, accepted: bool) -> Anomaly:
+    def _resolve(self, f: FeatureSeries, ts: float, *, accepted: bool, superseded_by: Monitor | None = None) -> Anomaly:
         inc = f.incident
         assert inc is not None
         alert = inc.record
         lasted = ts - datetime.fromisoformat(alert.started_at).timestamp()
-        how = (f"still {alert.ratio:.1f}× after {duration_words(lasted)}; accepted as the new normal" if accepted
-               else f"back to normal after {duration_words(lasted)}")
+        if superseded_by is not None:
+            how = (f"still {alert.ratio:.1f}× after {duration_words(lasted)}, when a later change of "
+                   f"{superseded_by.metric.replace('_', ' ')} began and is paged as its own incident")
+        elif accepted:
+            how = f"still {alert.ratio:.1f}× after {duration_words(lasted)}; accepted as the new normal"
+        else:
+            how = f"back to normal after {duration_words(lasted)}"
         title = TITLES[alert.metric].format(tier=alert.labels.get("tier", "premium"), model=alert.labels.get("model"))
         summary = f"{title} for {where(alert.labels)} {how}"
         drivers, measured = alert.drivers, None
@@ -202,6 +210,26 @@ class Incidents:
             return None
         return mon.rule.annotate(labels, {}).get("runbook")
 
+
+
+def _new_cause(mon: Monitor, inc: Incident) -> bool:
+    """Whether a shift is a cause of its own rather than part of the feature's open incident.
+
+    An incident opened by a derived metric (cost per request, spend rate)
+    is one whose cause no model found in the minutes it waited for one. A
+    cause that shows up within the hour is that cause, and is named in it;
+    one that begins hours later is news, and merged into an incident opened
+    that long before, the on-call engineer would never hear of it (measured:
+    a prompt doubling swallowed by a cost-per-request alert nine hours old).
+    An incident opened by a cause keeps what moves while it lasts: its
+    effects can surface late (a retry storm's empty answers, an hour in).
+    """
+    if inc.record.metric not in DERIVED or mon.metric in DERIVED:
+        return False
+    shift = mon.model.shift()
+    if shift is None:
+        return False
+    return shift.onset_ts - datetime.fromisoformat(inc.record.started_at).timestamp() > NEW_CAUSE_S
 
 
 def _round(v: float) -> float:

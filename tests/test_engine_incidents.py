@@ -250,3 +250,49 @@ def test_a_gpu_node_restored_elsewhere_mid_stream_still_pages_as_one_node():
     firing = [r for r in got if r.status == "firing"]
     assert [r.to_dict() for r in got] == [r.to_dict() for r in expected]
     assert len(firing) == 1 and firing[0].labels["node"] == "inf-h100-2" and "more GPUs" in firing[0].summary
+
+
+@pytest.mark.parametrize(("later_min", "pages_again"), [(20, False), (150, True)])
+def test_a_cause_hours_after_a_derived_metrics_incident_pages_as_its_own(later_min: int, pages_again: bool) -> None:
+    """A cost-per-request alert no cause explained, then longer prompts: within the hour, its cause (named in it);
+    hours later, news (paged, not swallowed by the old alert)."""
+    engine = Engine(PRICES, Settings(warmup_requests=50))
+    rng = random.Random(3)
+    t0 = seconds("2026-11-16T00:00:00+00:00")
+    out: list[Anomaly] = []
+    for minute in range(900):
+        billed = 3.0 if minute >= 500 else 1.0  # the provider bills three times as much for the same tokens
+        prompts = 3 if minute >= 500 + later_min else 1  # then prompts triple
+        out += engine.process_many(
+            LlmRequest(ts=t0 + minute * 60 + i * 3, model="claude-opus-4-1", team="t", feature="f",
+                       input_tokens=int(300 * prompts * rng.lognormvariate(0, 0.3)), output_tokens=400,
+                       cost_usd=0.03 * billed * rng.lognormvariate(0, 0.3)) for i in range(20))
+    fired = [r for r in out if r.status == "firing"]
+    assert [r.metric for r in fired] == (["cost_per_request", "input_tokens_per_request"] if pages_again
+                                         else ["cost_per_request"])
+    first_resolved = [r for r in out if r.status == "resolved" and r.id == fired[0].id]
+    if pages_again:
+        assert seconds(fired[1].detected_at) - (t0 + (500 + later_min) * 60) < 600  # paged within minutes
+        assert first_resolved and first_resolved[0].resolved_at == fired[1].detected_at
+        assert "input tokens per request began and is paged as its own incident" in first_resolved[0].summary
+    else:
+        still_open = engine.features[("t", "f")].incident
+        assert not first_resolved and still_open is not None and still_open.record.id == fired[0].id
+        assert "builtin.input_tokens_per_request on claude-opus-4-1" in still_open.related
+
+
+def test_what_moves_hours_into_an_incident_a_cause_opened_stays_part_of_it() -> None:
+    """Answers growing fivefold, and prompts tripling hours later: one incident (its effects can surface late)."""
+    engine = Engine(PRICES, Settings(warmup_requests=50))
+    rng = random.Random(3)
+    t0 = seconds("2026-11-16T00:00:00+00:00")
+    out: list[Anomaly] = []
+    for minute in range(900):
+        answers = 5 if minute >= 500 else 1
+        prompts = 3 if minute >= 650 else 1
+        out += engine.process_many(
+            LlmRequest(ts=t0 + minute * 60 + i * 3, model="claude-opus-4-1", team="t", feature="f",
+                       input_tokens=int(300 * prompts * rng.lognormvariate(0, 0.3)),
+                       output_tokens=max(1, int(400 * answers * rng.lognormvariate(0, 0.3)))) for i in range(20))
+    assert [r.metric for r in out if r.status == "firing"] == ["output_tokens_per_request"]
+    assert "builtin.input_tokens_per_request on claude-opus-4-1" in engine.features[("t", "f")].incident.related
