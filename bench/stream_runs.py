@@ -307,6 +307,9 @@ def time_consumers(consumers: list[Consumer], loaded: Loaded, broker_pid: int, t
                 start = (now, read, _cpu(consumers), process_cpu(broker_pid))
             if start is not None and done >= loaded.events:
                 events = loaded.events - start[1]
+                if events <= 0 or now <= start[0]:
+                    raise RuntimeError(f"{loaded.topic}: every event was read before all {len(consumers)} consumers "
+                                       "had started, so there is nothing left to time; load more events (--batched)")
                 return Figures(round(events), events / loaded.events_per_message, now - start[0],
                                _cpu(consumers) - start[2], process_cpu(broker_pid) - start[3])
         time.sleep(POLL_S)
