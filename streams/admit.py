@@ -10,7 +10,7 @@ from typing import Any
 
 import faust
 
-from streams.ordering import TAKEN, InOrder
+from streams.ordering import InOrder, Verdict
 
 RESEEK_EVERY_S = 1.0
 START_WAIT_S = 30.0  # longest a partition's first message waits for faust to learn its committed offset
@@ -67,7 +67,7 @@ class Admitter:
 
     def _admit(self, message: Any) -> bool:
         admission = self.order.admit(message.tp, message.offset)
-        if admission is TAKEN:
+        if admission.verdict is Verdict.TAKE:
             return True
         self.count(admission.verdict.value)
         if admission.seek_to is not None:
