@@ -94,10 +94,8 @@ class DecodeStep:
             if rejects:
                 _reject(origin, payload, events, rejects, letters, metrics)
             if len(events) == 1:  # the common message, without a dict of its one key
-                try:
-                    key = key_of(events[0])
-                except Exception as exc:  # a bug of ours: this event goes to the dead-letter topic, the rest go on
-                    _failed_key(origin, events[0], exc, letters, metrics)
+                key = _key(origin, events[0], letters, metrics, key_of)
+                if key is None:
                     continue
                 segment = Segment(origin.partition, origin.offset, events)
                 segments = by_key.get(key)
@@ -125,21 +123,24 @@ def _reject(origin: Origin, payload: bytes, events: list[Event], rejects: list[R
         metrics.deadlettered.labels(reject.code).inc()
 
 
-def _failed_key(origin: Origin, ev: Event, exc: Exception, letters: list[bytes], metrics: Metrics) -> None:
-    letters.append(dead_letter(origin, PROCESSING_ERROR, _error_text(exc), event_text(ev)))
-    metrics.deadlettered.labels(PROCESSING_ERROR).inc()
+def _key(origin: Origin, ev: Event, letters: list[bytes], metrics: Metrics,
+         key_of: Callable[[Event], str]) -> str | None:
+    """The event's partition key; None when asking raised, and the event is then dead-lettered."""
+    try:
+        return key_of(ev)
+    except Exception as exc:  # a bug of ours: this event goes to the dead-letter topic, the rest go on
+        letters.append(dead_letter(origin, PROCESSING_ERROR, _error_text(exc), event_text(ev)))
+        metrics.deadlettered.labels(PROCESSING_ERROR).inc()
+        return None
 
 
 def _group(origin: Origin, events: list[Event], letters: list[bytes], metrics: Metrics,
            key_of: Callable[[Event], str]) -> dict[str, list[Event]]:
     groups: dict[str, list[Event]] = {}
     for ev in events:
-        try:
-            key = key_of(ev)
-        except Exception as exc:  # a bug of ours: this event goes to the dead-letter topic, the rest go on
-            _failed_key(origin, ev, exc, letters, metrics)
-            continue
-        groups.setdefault(key, []).append(ev)
+        key = _key(origin, ev, letters, metrics, key_of)
+        if key is not None:
+            groups.setdefault(key, []).append(ev)
     return groups
 
 

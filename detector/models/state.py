@@ -125,8 +125,8 @@ class Packed:
     >>> a = NUMBERS.new(mean=2.5)
     >>> a[N] += 3
     >>> a[NUMBERS.offset("seen") + 1] = 7
-    >>> NUMBERS.to_dict(a)
-    {'n': 3, 'mean': 2.5, 'seen': [0, 7, 0]}
+    >>> NUMBERS.values(a)
+    [3, 2.5, [0, 7, 0]]
     >>> NUMBERS.from_dict({"n": 3, "mean": 2.5, "seen": [0, 7, 0]}, "Tiny") == a
     True
 
@@ -134,8 +134,8 @@ class Packed:
 
     >>> SHIFTY = Packed(("n", "onset"), shifted=("onset",))
     >>> b = SHIFTY.new(n=4)
-    >>> len(b), SHIFTY.to_dict(b)
-    (1, {'n': 4.0, 'onset': 0.0})
+    >>> len(b), SHIFTY.values(b)
+    (1, [4.0, 0.0])
     >>> b = SHIFTY.widen(b); b[1] = 60.0; len(b), len(SHIFTY.narrow(b))
     (2, 1)
     """
@@ -193,10 +193,6 @@ class Packed:
     def narrow(self, a: array[float]) -> array[float]:
         """``a`` without a shift's fields: a new array of exactly the ``core`` fields, or ``a`` if it has no more."""
         return a[: self.core] if len(a) > self.core else a
-
-    def to_dict(self, a: array[float]) -> dict[str, Any]:
-        """Every field by name (see :meth:`values`)."""
-        return dict(zip((*self.names, *self.vectors), self.values(a), strict=True))
 
     def values(self, a: array[float]) -> list[Any]:
         """Every field's value in order, a shift's as zero where the array has none; ints as ints, vectors as lists.
