@@ -215,11 +215,16 @@ class ProportionShift(Watched):
             return
         rho, h = self.rho, c.h
         s_up, s_dn = a[S_UP], a[S_DN]
-        # As the minute began: the baseline learns only while no test leans (see BIG_CALM).
-        calm = s_up < h / 2 and s_dn < h / 2 and a[S_BIG] < h * BIG_CALM
-        up, down = self.targets()
-        # (Comparisons written out rather than max(): the same values, a call less each.)
         s_big = a[S_BIG]
+        # As the minute began: the baseline learns only while no test leans (see BIG_CALM).
+        calm = s_up < h / 2 and s_dn < h / 2 and s_big < h * BIG_CALM
+        if k == 0.0 and s_up == 0.0 and s_big == 0.0 and c.ratio_below is None:
+            # The usual minute of a retry or error share: no hit, and the upward tests at zero stay
+            # there (a minute without hits is evidence against a higher share), so neither is computed.
+            up = down = None
+        else:
+            up, down = self.targets()
+        # (Comparisons written out rather than max(): the same values, a call less each.)
         if up is not None:
             s_up += bb_llr(k, n, up, p0, rho)
             a[S_UP] = s_up = s_up if s_up > 0.0 else 0.0
