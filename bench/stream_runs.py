@@ -247,8 +247,9 @@ def spawn(command: list[str], env: dict[str, str], web_port: int, log: Path,
     return Consumer(process, web_port, log, progress)
 
 
-def noop_command(take: bool = False) -> list[str]:
-    return [sys.executable, str(REPO / "bench" / "stream_noop.py"), *(["--take"] if take else [])]
+def noop_command(how: str = "") -> list[str]:
+    """The do-nothing agent's command; ``how``: "" (per message), "--take" (as the worker reads) or "--stock"."""
+    return [sys.executable, str(REPO / "bench" / "stream_noop.py"), *([how] if how else [])]
 
 
 def worker_command() -> list[str]:

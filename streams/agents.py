@@ -10,7 +10,7 @@ A message that a producer placed on its key's partition (``spendwatch
 produce`` does) is judged by the decode agent itself (:class:`Routes`);
 anything else goes through the repartition topic to the worker that holds
 its key's state. Both agents take messages in batches
-(``stream.take_events``): faust's own cost per message is far larger than
+(:func:`streams.batches.take_batches`): faust's own cost per message is far larger than
 detection's per event, so one batch means one send per partition (carrying
 every key that lives there) and one table write per key. Every send of a
 batch is awaited before the batch is acknowledged, so an offset is only
@@ -34,6 +34,7 @@ import faust
 from detector.engine_state import group_key
 from detector.events import Decoder, Event, Reject
 from streams.admit import Admitter
+from streams.batches import take_batches
 from streams.codecs import (
     CodecError,
     Keyed,
@@ -214,7 +215,7 @@ def attach_agents(
     @app.agent(topics.usage, name="spendwatch-decode")
     async def decode_agent(stream: faust.StreamT) -> None:
         await _declare(topics)
-        async for batch in stream.take_events(*take):
+        async for batch in take_batches(stream, *take):
             async with or_exit("decode"):
                 taken = await admit.take_many(batch)
                 by_key, letters = decode.split([(progress.read(e.message), e.value) for e in taken])
@@ -231,7 +232,7 @@ def attach_agents(
     @app.agent(topics.by_key, name="spendwatch-detect")
     async def detect_agent(stream: faust.StreamT) -> None:
         await _declare(topics)
-        async for batch in stream.take_events(*take):
+        async for batch in take_batches(stream, *take):
             async with or_exit("detect"):
                 keyed, letters = [], []
                 for e in await admit.take_many(batch):
@@ -374,11 +375,12 @@ async def _declare(topics: Topics) -> None:
 async def or_exit(agent: str) -> AsyncIterator[None]:
     """A batch either completes or the process exits before its offsets are committed.
 
-    faust acknowledges every event of a ``take_events`` batch even when the
-    batch raises, so carrying on would commit offsets of events never
-    processed. Per-event failures never get here (they are dead-lettered);
-    what does is the broker refusing our sends or a bug in the worker itself,
-    and then a restart that redelivers the batch is the only safe answer.
+    A batch that raises is not acknowledged (:func:`streams.batches.take_batches`),
+    so its offsets, and every later one of its partitions, would stay
+    uncommitted while the worker went on without ever processing it.
+    Per-event failures never get here (they are dead-lettered); what does is
+    the broker refusing our sends or a bug in the worker itself, and then a
+    restart that redelivers the batch is the only safe answer.
     """
     try:
         yield

@@ -46,6 +46,7 @@ from detector.rules import RuleSet
 from streams.admit import Admitter
 from streams.agents import or_exit
 from streams.app import new_app
+from streams.batches import take_batches
 from streams.sink_core import (
     DIGEST_CRON,
     SinkCore,
@@ -148,13 +149,13 @@ def build_sink_app(settings: SinkSettings, clock: Callable[[], float] = time.tim
 
     @app.agent(anomalies, name="spendwatch-sink-anomalies")
     async def anomalies_agent(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(*take):
+        async for batch in take_batches(stream, *take):
             async with or_exit("sink-anomalies"):
                 await thread.run(counted.take_anomalies, _records(await admit.take_many(batch)))
 
     @app.agent(usage, name="spendwatch-sink-usage")
     async def usage_agent(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(*take):
+        async for batch in take_batches(stream, *take):
             async with or_exit("sink-usage"):
                 messages = [(e.message.topic, e.message.partition, e.message.offset, e.value)
                             for e in await admit.take_many(batch)]

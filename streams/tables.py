@@ -69,7 +69,7 @@ class KeyedTable:
     """Reads and writes the table as if from the message that carried each key.
 
     faust places a table key in the partition of "the current event", which
-    inside a batch (``stream.take_events``) is just the batch's last message:
+    inside a batch is just the last message faust's stream iterated, if any:
     the wrong partition for every other key, both for the changelog and for a
     RocksDB store. Binding each key to a message of its own before touching
     the table puts every key where its events are. (faust's ``use_partitioner``
