@@ -163,14 +163,18 @@ class DetectStep:
         self.usage_topic = usage_topic
         self._one_at_a_time = asyncio.Lock()
 
-    async def judge(self, keyed: list[tuple[str, int, list[Segment], faust.EventT]], letters: list[bytes]) -> None:
-        """Run ``(key, partition, segments, message that carried them)``; return once all it made is on the broker.
+    async def judge(
+        self, keyed: list[tuple[str, int, list[Segment], faust.EventT]], letters: list[bytes]
+    ) -> list[Awaitable[Any]]:
+        """Run ``(key, partition, segments, message that carried them)``; return its state writes, still in flight.
 
-        Records and dead letters go first and the state only then, so that a
-        crash in between sends records again (same ids) rather than losing them.
+        Records and dead letters are on the broker when it returns, and the
+        state is only sent then, so that a crash in between sends records
+        again (same ids) rather than losing them. The batch may be
+        acknowledged once the writes it returns are done.
         """
         if not keyed and not letters:
-            return
+            return []
         async with self._one_at_a_time:
             for key, _, _, carrier in keyed:
                 self.table.bind(key, carrier)
@@ -187,10 +191,10 @@ class DetectStep:
             _count(outcome, self.runner, self.metrics)
             for key, value in outcome.writes.items():  # only once what the batch produced is on the broker
                 self.table[key] = value
-            await self.table.written()  # and the batch is acknowledged only once its state is there too
             held = self.table.held()
             if held is not None:
                 self.metrics.table_values.set(held)
+            return self.table.sent()  # and the batch is acknowledged only once its state is there too
 
 
 def attach_agents(
@@ -215,8 +219,9 @@ def attach_agents(
     @app.agent(topics.usage, name="spendwatch-decode")
     async def decode_agent(stream: faust.StreamT) -> None:
         await _declare(topics)
-        async for batch in take_batches(stream, *take):
-            async with or_exit("decode"):
+        batches = take_batches(stream, *take)
+        async with or_exit("decode"):
+            async for batch in batches:
                 taken = await admit.take_many(batch)
                 by_key, letters = decode.split([(progress.read(e.message), e.value) for e in taken])
                 here, away = routes.split(by_key, {e.message.partition: e for e in taken})
@@ -226,14 +231,15 @@ def attach_agents(
                     for message in pack_keyed(keyed)
                 ]
                 metrics.forwarded.inc(sum(len(s.events) for keyed in away.values() for _, segs in keyed for s in segs))
-                await _delivered(sends)  # before this batch's offsets can be committed
-                await detect.judge(here, letters)
+                # Acknowledged once what it sent on and its state are on the broker; the next batch meanwhile.
+                batches.hold([*sends, *await detect.judge(here, letters)])
 
     @app.agent(topics.by_key, name="spendwatch-detect")
     async def detect_agent(stream: faust.StreamT) -> None:
         await _declare(topics)
-        async for batch in take_batches(stream, *take):
-            async with or_exit("detect"):
+        batches = take_batches(stream, *take)
+        async with or_exit("detect"):
+            async for batch in batches:
                 keyed, letters = [], []
                 for e in await admit.take_many(batch):
                     origin = progress.read(e.message)
@@ -242,7 +248,7 @@ def attach_agents(
                     except CodecError as exc:
                         letters.append(dead_letter(origin, "bad_repartition_payload", str(exc), e.value))
                         metrics.deadlettered.labels("bad_repartition_payload").inc()
-                await detect.judge(keyed, letters)
+                batches.hold(await detect.judge(keyed, letters))
 
     by_key = topics.by_key.get_topic_name()
     revoking: set[int] = set()
@@ -375,12 +381,12 @@ async def _declare(topics: Topics) -> None:
 async def or_exit(agent: str) -> AsyncIterator[None]:
     """A batch either completes or the process exits before its offsets are committed.
 
-    A batch that raises is not acknowledged (:func:`streams.batches.take_batches`),
-    so its offsets, and every later one of its partitions, would stay
-    uncommitted while the worker went on without ever processing it.
-    Per-event failures never get here (they are dead-lettered); what does is
-    the broker refusing our sends or a bug in the worker itself, and then a
-    restart that redelivers the batch is the only safe answer.
+    A batch that raises, or whose held sends fail, is never acknowledged
+    (:class:`streams.batches.Batches`), so its offsets, and every later one
+    of its partitions, would stay uncommitted while the agent went on without
+    it. Per-event failures never get here (they are dead-lettered); what
+    does is the broker refusing our sends or a bug in the worker itself, and
+    then a restart that redelivers the batch is the only safe answer.
     """
     try:
         yield

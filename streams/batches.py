@@ -3,34 +3,72 @@
 faust's ``Stream.take_events`` fills its buffer through the stream's
 iterator, which per message yields to the event loop (``sleep(0)``) and
 awaits a processor; with one event per message that is a large part of what
-a message costs. :func:`take_batches` takes the events waiting in the
+a message costs. :class:`Batches` takes the events waiting in the
 stream's channel queue as a list, with the same steps per message as the
 iterator (the message is tracked as unacknowledged, the sensors see it in
 and out, a message of an earlier rebalance generation or read while the
-flow is suspended is skipped and acknowledged), and acknowledges a batch's
-events once the caller comes back for the next batch: never for a batch
-whose processing raised, which ``take_events`` does.
+flow is suspended is skipped and acknowledged). It acknowledges a batch's
+events once the caller comes back for the next batch, or once the sends
+the caller holds it on are done; never for a batch whose processing
+raised, which ``take_events`` does.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from typing import Any
 
 import faust
 
 
-async def take_batches(stream: faust.StreamT, max_: int, within: float) -> AsyncIterator[list[faust.EventT]]:
-    """Lists of up to ``max_`` events: what is waiting, or what arrives within ``within`` seconds of the first."""
-    await stream.maybe_start()
-    app = stream.app
-    queue = stream.channel.queue  # type: ignore[attr-defined]
-    loop = asyncio.get_running_loop()
-    while not stream.should_stop:
+class Batches:
+    """An agent's stream as lists of up to ``max_`` events: what is waiting, or what arrives within ``within`` s.
+
+    A batch is acknowledged once the agent comes back for the next one, or,
+    if the agent holds it (:meth:`hold`) on sends still in flight, once
+    those are done: meanwhile the next batch is taken and processed, so the wait for
+    the broker overlaps the work. At most one batch waits so: the next is
+    acknowledged only after it.
+    """
+
+    def __init__(self, stream: faust.StreamT, max_: int, within: float) -> None:
+        self.stream = stream
+        self.max = max_
+        self.within = within
+        self._held: list[Awaitable[Any]] = []
+
+    def hold(self, pending: Iterable[Awaitable[Any]]) -> None:
+        """Acknowledge the batch in hand only once ``pending`` is done (e.g. its state writes are on the broker)."""
+        self._held.extend(pending)
+
+    def __aiter__(self) -> AsyncIterator[list[faust.EventT]]:
+        return self._batches()
+
+    async def _batches(self) -> AsyncIterator[list[faust.EventT]]:
+        stream = self.stream
+        await stream.maybe_start()
+        app = stream.app
+        waiting: asyncio.Future[None] | None = None  # the last batch, acknowledged once its sends are done
+        while not stream.should_stop:
+            got = await self._take(stream.channel.queue)  # type: ignore[attr-defined]
+            events, states, skipped = _admit(stream, app, got)
+            _ack(stream, skipped, [None] * len(skipped))  # not for us to process, and not to hold back commits
+            if not events:
+                continue
+            yield events  # the agent's batch: returns here only when it is done with it
+            held, self._held = self._held, []
+            if waiting is not None:
+                await waiting  # raises if its sends failed: then neither batch is ever acknowledged
+            waiting = asyncio.ensure_future(_ack_when_done(stream, held, events, states)) if held else None
+            if not held:
+                _ack(stream, events, states)
+
+    async def _take(self, queue: Any) -> list[Any]:
         got = [await queue.get()]
-        deadline = loop.time() + within
-        while len(got) < max_:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.within
+        while len(got) < self.max:
             if not queue.empty():
                 got.append(queue.get_nowait())
                 continue
@@ -41,11 +79,17 @@ async def take_batches(stream: faust.StreamT, max_: int, within: float) -> Async
                 got.append(await asyncio.wait_for(queue.get(), left))
             except TimeoutError:
                 break
-        events, states, skipped = _admit(stream, app, got)
-        _ack(stream, skipped, [None] * len(skipped))  # not for us to process, and not to hold back commits
-        if events:
-            yield events  # the caller's batch: returns here only when it is done with it
-            _ack(stream, events, states)
+        return got
+
+
+def take_batches(stream: faust.StreamT, max_: int, within: float) -> Batches:
+    """:class:`Batches` of ``stream``, each acknowledged when the agent comes back for the next."""
+    return Batches(stream, max_, within)
+
+
+async def _ack_when_done(stream: Any, pending: list[Awaitable[Any]], events: list[Any], states: list[Any]) -> None:
+    await asyncio.gather(*pending)
+    _ack(stream, events, states)
 
 
 def _admit(stream: Any, app: Any, got: list[Any]) -> tuple[list[Any], list[Any], list[Any]]:

@@ -77,7 +77,7 @@ class KeyedTable:
     the changelog's metadata.)
 
     It also keeps the changelog records its writes produce, so that a batch
-    can wait for them (:meth:`written`) before its offsets may be committed:
+    can wait for them (:meth:`sent`, :meth:`written`) before its offsets may be committed:
     faust sends table writes from a buffer that its own flush before a commit
     gives up on after a tenth of a second, and a worker stopped then would
     have committed offsets whose state never reached the changelog.
@@ -135,17 +135,22 @@ class KeyedTable:
         """Values the store holds in memory besides the live models; None for a store on disk."""
         return None if self.keep_values else len(self.table.data)
 
-    async def written(self) -> None:
-        """Until every changelog record of the writes so far is on the broker; then the batch's keys are unbound.
+    def sent(self) -> list[Awaitable[Any]]:
+        """The changelog records of the writes so far, each done once on the broker; the batch's keys are unbound.
 
         A carrier is a whole message (a repartition message holds every key
         of its partition in the batch): kept after its batch, it would stay
         in memory for as long as its key is idle.
         """
         pending, self._pending = self._pending, []
+        self._carrier.clear()
+        return pending
+
+    async def written(self) -> None:
+        """Until every changelog record of the writes so far is on the broker; then the batch's keys are unbound."""
+        pending = self.sent()
         if pending:
             await asyncio.gather(*pending)
-        self._carrier.clear()
 
     @contextmanager
     def _as_current(self, key: str) -> Iterator[None]:

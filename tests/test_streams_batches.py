@@ -189,3 +189,41 @@ def test_the_consumer_has_what_its_fetch_race_reads_from_faust() -> None:
             assert hasattr(consumer, name), name
     finally:
         consumer._thread.thread_loop.close()  # the loop of its thread, which is never started here
+
+
+def test_a_held_batch_is_acknowledged_once_its_sends_are_done_while_the_next_is_processed() -> None:
+    async def run() -> None:
+        stream = Stream()
+        first, second = events(0, 1), events(2)
+        stream.put(*first, *second)
+        sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()  # a state write in flight
+        batches = take_batches(stream, 2, 0.01)  # type: ignore[arg-type]
+        async for batch in batches:
+            if batch[0].value == 0:
+                batches.hold([sent])
+                continue
+            assert not any(e.message.acked for e in first)  # the next batch is in hand; the first still waits
+            sent.set_result(None)
+            for _ in range(10):  # the acknowledging task runs once the send's future is done
+                await asyncio.sleep(0)
+            assert all(e.message.acked for e in first)
+            break
+
+    asyncio.run(run())
+
+
+def test_a_held_batch_whose_send_failed_is_never_acknowledged_and_the_agent_hears_of_it() -> None:
+    async def run() -> list[Event]:
+        stream = Stream()
+        first = events(0, 1)
+        stream.put(*first, *events(2))
+        failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        failed.set_exception(ConnectionError("the broker refused the changelog write"))
+        batches = take_batches(stream, 2, 0.01)  # type: ignore[arg-type]
+        with pytest.raises(ConnectionError):
+            async for batch in batches:
+                if batch[0].value == 0:
+                    batches.hold([failed])
+        return first
+
+    assert not any(e.message.acked for e in asyncio.run(run()))
