@@ -215,6 +215,9 @@ class Decoder:
         """
         body = payload.strip()
         if body[:1] == b"[":
+            whole = self._fast.decode_array(body) if self._fast is not None else None
+            if whole is not None:  # every element plain: only repeats are left to drop
+                return self._settle(whole, first_line, _never_judged), []  # type: ignore[arg-type]
             try:
                 items = _ARRAY.decode(body)
             except ValueError as exc:
@@ -338,6 +341,10 @@ class Decoder:
         self.rejects_by_code[code] += 1
         text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8", "replace")
         return Reject(number, text.rstrip("\r\n")[:RAW_KEPT_CHARS], code, reason)
+
+
+def _never_judged(index: int, number: int) -> Event | None:
+    raise AssertionError(f"line {number}: an event the fast path decoded is not judged again")
 
 
 def _is_blank(line: bytes | str | bytearray | memoryview) -> bool:

@@ -586,3 +586,48 @@ def test_a_failure_inside_the_fast_loop_leaves_the_line_to_the_contract(monkeypa
     monkeypatch.setattr(event_fast, "_llm_request", broken)
     events, rejects = Decoder(SETTINGS).decode_lines([line(LLM)])
     assert rejects == [] and [typed(e) for e in events] == [typed(decode_one(LLM, fast=False))]
+
+
+@st.composite
+def array_messages(draw: st.DrawFn) -> bytes:
+    """A batched message: a JSON array of one kind of event (as producers group them by key), now and then
+    with a near miss, another kind or a value that is no object among them."""
+    kind = draw(st.sampled_from(["llm", "gpu", "usage"]))
+    items: list[Any] = []
+    for _ in range(draw(st.integers(0, 12))):
+        odd = draw(st.integers(0, 19))
+        if odd == 0:
+            items.append(draw(near_valid()))
+        elif odd == 1:
+            items.append(draw(st.sampled_from([7, "x", None, [1], dict(GPU), dict(USAGE), dict(LLM)])))
+        elif kind == "llm":
+            items.append({**LLM, "ts": draw(ts_texts()), "attempt": draw(st.integers(1, 2)),
+                          "request_id": draw(st.sampled_from(["a", "b", "c", None]))})  # fmt: skip
+        else:
+            obj = dict(GPU if kind == "gpu" else USAGE)
+            items.append(late_type(obj) if draw(st.integers(0, 4)) == 0 else obj)
+    return line(items)
+
+
+@few_hypothesis_settings
+@given(st.lists(array_messages(), max_size=4), st.sampled_from([SETTINGS, FORGETFUL]))
+def test_array_messages_decode_exactly_as_the_contract_decodes_their_elements(
+    payloads: list[bytes], settings: Settings
+) -> None:
+    def decoded(fast: bool) -> tuple[Any, ...]:
+        decoder = Decoder(settings, fast=fast)
+        results = [decoder.decode_payload(p, first_line=3) for p in payloads]
+        return ([([typed(e) for e in events], rejects) for events, rejects in results],
+                decoder.duplicates, decoder.rejects_by_code)
+
+    assert decoded(True) == decoded(False)
+
+
+def test_an_array_of_plain_events_is_decoded_in_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    decoder = Decoder(SETTINGS)
+    monkeypatch.setattr(decoder, "decode_lines", None)  # the element-by-element path would call it
+    items = [LLM, {**LLM, "request_id": "b"}, LLM]  # the third repeats the first: dropped all the same
+    events, rejects = decoder.decode_payload(line(items))
+    assert rejects == [] and [e.request_id for e in events] == ["r-1-123", "b"] and decoder.duplicates == 1
+    [gpu] = decoder.decode_payload(line([GPU]))[0]
+    assert typed(gpu) == typed(decode_one(GPU, fast=False))
