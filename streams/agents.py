@@ -13,9 +13,10 @@ its key's state. Both agents take messages in batches
 (:func:`streams.batches.take_batches`): faust's own cost per message is far larger than
 detection's per event, so one batch means one send per partition (carrying
 every key that lives there) and one table write per key. Every send of a
-batch is awaited before the batch is acknowledged, so an offset is only
-committed once what it produced is on the broker (at-least-once; the state
-table's ``applied`` offsets make the repeats harmless).
+batch is awaited before the batch is acknowledged (its state writes while
+the next batch is processed), so an offset is only committed once what it
+produced is on the broker (at-least-once; the state table's ``applied``
+offsets make the repeats harmless).
 """
 
 from __future__ import annotations

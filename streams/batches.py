@@ -27,9 +27,9 @@ class Batches:
 
     A batch is acknowledged once the agent comes back for the next one, or,
     if the agent holds it (:meth:`hold`) on sends still in flight, once
-    those are done: meanwhile the next batch is taken and processed, so the wait for
-    the broker overlaps the work. At most one batch waits so: the next is
-    acknowledged only after it.
+    those are done: meanwhile the next batch is taken and processed, so the
+    wait for the broker overlaps the work. At most one batch waits so: the
+    next is acknowledged only after it.
     """
 
     def __init__(self, stream: faust.StreamT, max_: int, within: float) -> None:

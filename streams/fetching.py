@@ -15,9 +15,10 @@ from 103–107k to 121–127k events/s.
 race with a rebalance (``Service.wait_first``): four tasks and an
 ``asyncio.wait`` per message, the larger part of faust's cost when a message
 holds one event. :class:`_Consumer` races once per fetch instead (see
-``_drain_messages``); with the agents' :func:`streams.batches.take_batches`
-a single-event worker went from 9–10k to 15–16k messages/s
-(``bench/stream_throughput.py``).
+``_drain_messages``). With it and the agents' batches
+(:mod:`streams.batches`) a single-event worker went from 9–10k to 16k
+messages/s, and to 20–22k once a batch's state writes overlapped the next
+batch (``bench/stream_throughput.py``).
 """
 
 from __future__ import annotations
