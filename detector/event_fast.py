@@ -161,7 +161,7 @@ class FastPath:
         }
         self._decode_llm_array = msgspec.json.Decoder(list[shapes.llm]).decode  # type: ignore[valid-type]
         self._decode_typed_array = msgspec.json.Decoder(list[shapes.gpu | shapes.usage]).decode  # type: ignore[valid-type]
-        self._finish_typed = {shapes.llm: self._llm, shapes.gpu: _gpu, shapes.usage: _usage}
+        self._finish = {shapes.llm: self._llm, shapes.gpu: _gpu, shapes.usage: _usage}
         self._llm_shape = shapes.llm
         self._max_tokens = settings.max_tokens_per_request
 
@@ -207,7 +207,8 @@ class FastPath:
         except Exception:  # an element of another shape: each is judged on its own
             return None
         decoded = self._events(plains, decode=False)
-        return None if None in decoded else decoded  # type: ignore[return-value]
+        # Events are always true and None is false: all() asks no event's __eq__, as `None in` would.
+        return decoded if all(decoded) else None  # type: ignore[return-value]
 
     def _events(self, items: Iterable[Any], decode: bool) -> list[Event | None]:
         """Each item's event, or None where the contract must judge; one loop, the common case inline.
@@ -228,7 +229,7 @@ class FastPath:
         decoded: list[Event | None] = []
         append, build = decoded.append, _llm_request
         decode_llm, decode_typed, from_text, read_ts = self._decode_llm, self._decode_typed, self.from_text, self._ts
-        finish, max_tokens, llm = self._finish_typed, self._max_tokens, self._llm_shape
+        finish, max_tokens, llm = self._finish, self._max_tokens, self._llm_shape
         fromisoformat, ts_min, ts_max = datetime.fromisoformat, TS_MIN, TS_MAX
         last_text: object = None
         last_ts: float | None = None
@@ -300,7 +301,7 @@ class FastPath:
 
     def _finish_plain(self, plain: Any) -> Event | None:
         ts = self._ts(plain.ts)
-        return None if ts is None else self._finish_typed[type(plain)](plain, ts)  # type: ignore[no-any-return]
+        return None if ts is None else self._finish[type(plain)](plain, ts)  # type: ignore[no-any-return]
 
     def _ts(self, value: str | int | float) -> float | None:
         # The contract's own reading of time, so the two paths cannot disagree on it.

@@ -41,15 +41,8 @@ class Admitter:
         self.order = InOrder(start_of=self._committed)
         self._seeking: dict[Any, asyncio.Future[None]] = {}
 
-    async def take(self, event: Any) -> bool:
-        """Should the agent process this event (else it is dropped, and comes again where it belongs)?"""
-        message = event.message
-        if not self.order.knows(message.tp):
-            await self._wait_for_start(message.tp)
-        return self._admit(message)
-
     async def take_many(self, events: Iterable[Any]) -> list[Any]:
-        """The events of a batch to process, in order: :meth:`take` of each.
+        """The events of a batch to process, in order; the others are dropped, and come again where they belong.
 
         Awaits only for a partition whose start is not known yet, rather than
         making a coroutine of every message: a batch of one-event messages

@@ -24,7 +24,6 @@ restart recovers from.
 
 from __future__ import annotations
 
-import asyncio
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -77,7 +76,7 @@ class KeyedTable:
     the changelog's metadata.)
 
     It also keeps the changelog records its writes produce, so that a batch
-    can wait for them (:meth:`sent`, :meth:`written`) before its offsets may be committed:
+    can wait for them (:meth:`sent`) before its offsets may be committed:
     faust sends table writes from a buffer that its own flush before a commit
     gives up on after a tenth of a second, and a worker stopped then would
     have committed offsets whose state never reached the changelog.
@@ -145,12 +144,6 @@ class KeyedTable:
         pending, self._pending = self._pending, []
         self._carrier.clear()
         return pending
-
-    async def written(self) -> None:
-        """Until every changelog record of the writes so far is on the broker; then the batch's keys are unbound."""
-        pending = self.sent()
-        if pending:
-            await asyncio.gather(*pending)
 
     @contextmanager
     def _as_current(self, key: str) -> Iterator[None]:

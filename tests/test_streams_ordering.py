@@ -7,7 +7,6 @@ from collections import namedtuple
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
 
 from streams.admit import Admitter
 from streams.ordering import PATIENCE_S, SEEK_AGAIN_S, InOrder, Verdict
@@ -94,16 +93,13 @@ def event(tp: str, offset: int) -> SimpleNamespace:
     return SimpleNamespace(message=SimpleNamespace(tp=tp, offset=offset))
 
 
-@pytest.mark.parametrize("batch", [False, True], ids=["one_at_a_time", "take_many"])
-def test_the_admitter_starts_a_partition_at_its_committed_offset_and_seeks_an_early_one_back(batch):
+def test_the_admitter_starts_a_partition_at_its_committed_offset_and_seeks_an_early_one_back():
     app = SimpleNamespace(rebalancing=False, consumer=FakeConsumer({"usage/1": 62}))
     dropped: list[str] = []
     admit = Admitter(app, dropped.append)  # type: ignore[arg-type]
 
     async def offer(*offsets: int) -> list[int]:
-        if batch:
-            return [e.message.offset for e in await admit.take_many([event("usage/1", o) for o in offsets])]
-        return [o for o in offsets if await admit.take(event("usage/1", o))]
+        return [e.message.offset for e in await admit.take_many([event("usage/1", o) for o in offsets])]
 
     async def offer_and_settle(*offsets: int) -> list[int]:
         taken = await offer(*offsets)
@@ -115,8 +111,7 @@ def test_the_admitter_starts_a_partition_at_its_committed_offset_and_seeks_an_ea
     assert dropped == ["early", "early", "repeat"]
 
 
-@pytest.mark.parametrize("batch", [False, True], ids=["one_at_a_time", "take_many"])
-def test_a_first_message_mid_rebalance_waits_for_the_committed_offset(batch):
+def test_a_first_message_mid_rebalance_waits_for_the_committed_offset():
     """Handed over before faust has sought back to the committed offset, 96 must not set where 62 starts."""
     consumer = FakeConsumer({})
     app = SimpleNamespace(rebalancing=True, consumer=consumer)
@@ -129,13 +124,9 @@ def test_a_first_message_mid_rebalance_waits_for_the_committed_offset(batch):
             app.rebalancing = False
 
         finishing = asyncio.create_task(seek_done())
-        if batch:
-            taken = await admit.take_many([event("usage/1", 96)])
-            await finishing
-            return [bool(taken), bool(await admit.take_many([event("usage/1", 62)]))]
-        first = await admit.take(event("usage/1", 96))
+        taken = await admit.take_many([event("usage/1", 96)])
         await finishing
-        return [first, await admit.take(event("usage/1", 62))]
+        return [bool(taken), bool(await admit.take_many([event("usage/1", 62)]))]
 
     assert asyncio.run(scenario()) == [False, True]
 
@@ -151,7 +142,7 @@ def test_a_partition_gone_silent_with_messages_waiting_is_sought_to_where_it_sto
     admit.order = InOrder(start_of=admit.order._start_of, clock=lambda: clock[0])
 
     async def scenario() -> None:
-        assert await admit.take(SimpleNamespace(message=SimpleNamespace(tp=tp, offset=62)))
+        assert await admit.take_many([SimpleNamespace(message=SimpleNamespace(tp=tp, offset=62))])
         await admit.reseek()
         clock[0] = 60.0
         await admit.reseek()
