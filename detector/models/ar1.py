@@ -10,7 +10,9 @@ nothing at all.
 
 from __future__ import annotations
 
-RHO_CAP = 0.9
+from typing import Final
+
+RHO_CAP: Final = 0.9
 
 
 def run_inflation(rho: float) -> float:

@@ -8,8 +8,9 @@ model, so they can be checked against their closed forms on their own.
 from __future__ import annotations
 
 import math
+from typing import Final
 
-RHO_MAX = 0.95
+RHO_MAX: Final = 0.95
 """The highest intra-minute correlation believed: above it one minute would say almost nothing."""
 
 

@@ -53,9 +53,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from detector.models.state import (
+    LEARNING,
+    SHIFTED,
+    WATCHING,
     Packed,
     Watched,
     packed_state,
@@ -63,15 +66,14 @@ from detector.models.state import (
     shared,
 )
 
-LEARNING, WATCHING, SHIFTED = "learning", "watching", "shifted"
-STATE_VERSION = 2
-HOUR_S = 3600.0
-SPREAD_HALF_LIFE_H = 168.0  # hours over which the normal wandering of d is learned
-DAY_H = 24.0
-HOLD_H = 72  # hours the baseline waits, held still, for a suspected creep to cross the threshold
-MAX_GAP_H = 48  # hours without requests after which the run of over hours starts afresh
-BELOW_ALARM = 0.999
-_log1p = math.log1p
+STATE_VERSION: Final = 2
+HOUR_S: Final = 3600.0
+SPREAD_HALF_LIFE_H: Final = 168.0  # hours over which the normal wandering of d is learned
+DAY_H: Final = 24.0
+HOLD_H: Final = 72  # hours the baseline waits, held still, for a suspected creep to cross the threshold
+MAX_GAP_H: Final = 48  # hours without requests after which the run of over hours starts afresh
+BELOW_ALARM: Final = 0.999
+_log1p: Final = math.log1p
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,17 +122,37 @@ class CreepConfig:
 
 
 # The numbers of a SlowCreep, one double each (see detector.models.state).
-NUMBERS = Packed(
+NUMBERS: Final = Packed(
     (
         "n", "first_hour", "hour", "h_n", "h_sum", "h_sq", "lo", "hi", "rw", "rw2", "rx", "bw", "bx", "bq",
         "dm", "dv", "dw", "held", "over", "up_since", "dn_since", "last_hour", "shift_dir", "shift_onset",
     ),
     ints=("n", "first_hour", "hour", "h_n", "held", "over", "last_hour", "shift_dir"),
 )  # fmt: skip
-(
-    N, FIRST_HOUR, HOUR, H_N, H_SUM, H_SQ, LO, HI, RW, RW2, RX, BW, BX, BQ,
-    DM, DV, DW, HELD, OVER, UP_SINCE, DN_SINCE, LAST_HOUR, SHIFT_DIR, SHIFT_ONSET,
-) = range(len(NUMBERS))  # fmt: skip
+N: Final = 0
+FIRST_HOUR: Final = 1
+HOUR: Final = 2
+H_N: Final = 3
+H_SUM: Final = 4
+H_SQ: Final = 5
+LO: Final = 6
+HI: Final = 7
+RW: Final = 8
+RW2: Final = 9
+RX: Final = 10
+BW: Final = 11
+BX: Final = 12
+BQ: Final = 13
+DM: Final = 14
+DV: Final = 15
+DW: Final = 16
+HELD: Final = 17
+OVER: Final = 18
+UP_SINCE: Final = 19
+DN_SINCE: Final = 20
+LAST_HOUR: Final = 21
+SHIFT_DIR: Final = 22
+SHIFT_ONSET: Final = 23
 NUMBERS.check(globals())
 
 

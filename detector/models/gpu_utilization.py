@@ -44,18 +44,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-from detector.models.state import restore_slots, slots_state
+from detector.models.state import (
+    LEARNING,
+    SHIFTED,
+    WATCHING,
+    restore_slots,
+    slots_state,
+)
 
-LEARNING, WATCHING, SHIFTED = "learning", "watching", "shifted"
-IDLE, SATURATED = "idle", "saturated"
-STATE_VERSION = 1
-BUCKETS = 48  # hour of day × (weekday, weekend)
-ESTABLISHED = 12  # minutes with samples a bucket needs before it predicts (an hour of 5-minute scrapes)
-SEEN_CAP = 99
-UNIT = 10_000.0  # the profile is kept in ten-thousandths
-BELOW_ALARM = 0.999  # score() ceiling outside an alarm
+IDLE: Final = "idle"
+SATURATED: Final = "saturated"
+STATE_VERSION: Final = 1
+BUCKETS: Final = 48  # hour of day × (weekday, weekend)
+ESTABLISHED: Final = 12  # minutes with samples a bucket needs before it predicts (an hour of 5-minute scrapes)
+SEEN_CAP: Final = 99
+UNIT: Final = 10_000.0  # the profile is kept in ten-thousandths
+BELOW_ALARM: Final = 0.999  # score() ceiling outside an alarm
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +88,7 @@ class GpuShift:
         return max(self.idle_usd_per_hour - self.baseline_idle_usd_per_hour, 0.0)
 
 
-FIELDS = (
+FIELDS: Final = (
     "floor", "idle_ratio", "saturation", "sustain", "recover", "warmup_minutes", "half_life", "max_gap",
     "offset", "cost", "phase", "first_minute", "minute", "m_sum", "m_n", "prof", "seen",
     "lo_s", "lo_ts", "lo_n", "lo_u", "lo_b", "hi_s", "hi_ts", "hi_n", "hi_u", "hi_b",

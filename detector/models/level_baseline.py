@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from typing import Final
 
 from detector.models.level_state import (
     LAST_CLOSE,
@@ -29,9 +30,11 @@ from detector.models.level_state import (
 )
 from detector.models.level_wander import learn_wander_warmup
 
-HALF_LIFE_MINUTES = 24 * 60  # the baseline forgets by event time too, so slow series follow slow drift
-MIN_HALF_LIFE_MINUTES = 120  # ... but never faster than this, so a busy series cannot absorb a shift in minutes
-_FLOOR_1, _KEEP_1 = 0.5 ** (1 / MIN_HALF_LIFE_MINUTES), 0.5 ** (1 / HALF_LIFE_MINUTES)  # what a minute forgets
+HALF_LIFE_MINUTES: Final = 24 * 60  # the baseline forgets by event time too, so slow series follow slow drift
+MIN_HALF_LIFE_MINUTES: Final = 120  # ... but never faster than this, so a busy series cannot absorb a shift in minutes
+# what a minute forgets
+_FLOOR_1: Final = 0.5 ** (1 / MIN_HALF_LIFE_MINUTES)
+_KEEP_1: Final = 0.5 ** (1 / HALF_LIFE_MINUTES)
 
 
 def learn_request(a: array[float], x: float) -> None:

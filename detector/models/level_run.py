@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import math
 from array import array
+from typing import Final
 
 from detector.models.state import grow_run
 
-RUN_MINUTES = 8  # minutes a run keeps apart; older ones are merged into its first entry
+RUN_MINUTES: Final = 8  # minutes a run keeps apart; older ones are merged into its first entry
 
 
 def extend_run(run: array[float] | None, s: float, first_ts: float, n: float, raw_sum: float) -> array[float] | None:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from detector.models.level_baseline import (
     close_warmup_minute,
@@ -45,7 +45,6 @@ from detector.models.level_baseline import (
 from detector.models.level_run import extend_run
 from detector.models.level_state import (
     HELD_SINCE,
-    LEARNING,
     LIM,
     M_FIRST,
     M_N,
@@ -63,11 +62,9 @@ from detector.models.level_state import (
     SHIFT_MEAN,
     SHIFT_N,
     SHIFT_ONSET,
-    SHIFTED,
     SHIFTED_AT,
     STATE_VERSION,
     VAR,
-    WATCHING,
     LevelConfig,
     N,
 )
@@ -81,6 +78,9 @@ from detector.models.level_wander import (
 )
 from detector.models.level_wander import persistence as wander_persistence
 from detector.models.state import (
+    LEARNING,
+    SHIFTED,
+    WATCHING,
     Watched,
     packed_state,
     restore_packed,
@@ -88,8 +88,10 @@ from detector.models.state import (
     shared,
 )
 
-_log1p = math.log1p
-_M_END, _NO_SUMS = M_RAW + 1, array("d", (0.0, 0.0, 0.0, 0.0))  # the open minute's sums, m_n … m_raw, emptied
+_log1p: Final = math.log1p
+# the open minute's sums, m_n … m_raw, emptied
+_M_END: Final = M_RAW + 1
+_NO_SUMS: Final = array("d", (0.0, 0.0, 0.0, 0.0))
 
 
 class LogLevelShift(Watched):

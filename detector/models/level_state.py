@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Final
 
 from detector.models.state import Packed
 
-LEARNING, WATCHING, SHIFTED = "learning", "watching", "shifted"
-STATE_VERSION = 5
+STATE_VERSION: Final = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +39,7 @@ class LevelConfig:
 
 
 # The numbers of a LogLevelShift, one double each (see detector.models.state).
-NUMBERS = Packed(
+NUMBERS: Final = Packed(
     (
         "n", "minutes", "mean", "var", "tau2", "zz", "zlag", "z_prev", "prev_minute", "lim", "last_close",
         "minute", "m_first", "m_n", "m_sum", "m_sq", "m_raw", "s_up", "s_dn", "held_since",
@@ -48,9 +48,30 @@ NUMBERS = Packed(
     ints=("n", "minutes", "prev_minute", "last_close", "minute", "m_n", "shift_dir", "shift_n"),
     shifted=("shift_dir", "shift_onset", "shift_n", "shift_mean", "s_back", "shifted_at"),
 )  # fmt: skip
-(
-    N, MINUTES, MEAN, VAR, TAU2, ZZ, ZLAG, Z_PREV, PREV_MINUTE, LIM, LAST_CLOSE,
-    MINUTE, M_FIRST, M_N, M_SUM, M_SQ, M_RAW, S_UP, S_DN, HELD_SINCE,
-    SHIFT_DIR, SHIFT_ONSET, SHIFT_N, SHIFT_MEAN, S_BACK, SHIFTED_AT,
-) = range(len(NUMBERS))  # fmt: skip
+N: Final = 0
+MINUTES: Final = 1
+MEAN: Final = 2
+VAR: Final = 3
+TAU2: Final = 4
+ZZ: Final = 5
+ZLAG: Final = 6
+Z_PREV: Final = 7
+PREV_MINUTE: Final = 8
+LIM: Final = 9
+LAST_CLOSE: Final = 10
+MINUTE: Final = 11
+M_FIRST: Final = 12
+M_N: Final = 13
+M_SUM: Final = 14
+M_SQ: Final = 15
+M_RAW: Final = 16
+S_UP: Final = 17
+S_DN: Final = 18
+HELD_SINCE: Final = 19
+SHIFT_DIR: Final = 20
+SHIFT_ONSET: Final = 21
+SHIFT_N: Final = 22
+SHIFT_MEAN: Final = 23
+S_BACK: Final = 24
+SHIFTED_AT: Final = 25
 NUMBERS.check(globals())

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from array import array
 from dataclasses import dataclass
+from typing import Final
 
 from detector.models.level_run import onset
 from detector.models.level_state import (
@@ -28,18 +29,20 @@ from detector.models.level_state import (
     SHIFT_MEAN,
     SHIFT_N,
     SHIFT_ONSET,
-    SHIFTED,
     SHIFTED_AT,
     VAR,
     LevelConfig,
 )
 from detector.models.level_wander import wander_inflation
+from detector.models.state import SHIFTED
 
-SHIFT_MEMORY = 500  # requests that the level of an ongoing shift is averaged over
-TRACK_STEP = 1 - 0.5 ** (1 / 60)  # a shifted level follows the data with a half-life of an hour at most
-EFFECT_Z = 1.5  # the effect must matter at its lower bound of about 87 % confidence
-HOLD_S = 3600.0  # longest an undecided shift waits at the threshold for more evidence
-HOLD, START_OVER = "hold", "start over"  # what judge() may say besides SHIFTED
+SHIFT_MEMORY: Final = 500  # requests that the level of an ongoing shift is averaged over
+TRACK_STEP: Final = 1 - 0.5 ** (1 / 60)  # a shifted level follows the data with a half-life of an hour at most
+EFFECT_Z: Final = 1.5  # the effect must matter at its lower bound of about 87 % confidence
+HOLD_S: Final = 3600.0  # longest an undecided shift waits at the threshold for more evidence
+# what judge() may say besides SHIFTED
+HOLD: Final = "hold"
+START_OVER: Final = "start over"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import math
 from array import array
+from typing import Final
 
 from detector.models.ar1 import run_inflation
 from detector.models.level_state import M_N, MINUTE, PREV_MINUTE, TAU2, Z_PREV, ZLAG, ZZ
 
-TAU2_FLOOR = 0.05**2  # minute-to-minute wandering assumed even when none is seen
-TAU2_N = 8.0  # a minute of this many requests teaches the wandering at half the full rate: a minute of
+TAU2_FLOOR: Final = 0.05**2  # minute-to-minute wandering assumed even when none is seen
+TAU2_N: Final = 8.0  # a minute of this many requests teaches the wandering at half the full rate: a minute of
 # one or two requests says little about it (its mean's spread is mostly their own), so it moves the estimate less
-WANDER_BELOW = 0.25  # share of the threshold either CUSUM must stay under for a minute to teach the wander
+WANDER_BELOW: Final = 0.25  # share of the threshold either CUSUM must stay under for a minute to teach the wander
 
 
 def floored_tau2(a: array[float]) -> float:

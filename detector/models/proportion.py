@@ -47,12 +47,11 @@ from __future__ import annotations
 import math
 from array import array
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from detector.models.binomial import bb_llr, llr, odds_times, overdispersion, wilson
 from detector.models.share_state import (
     HS,
-    LEARNING,
     M_FIRST,
     M_K,
     M_N,
@@ -68,7 +67,6 @@ from detector.models.share_state import (
     SHIFT_K,
     SHIFT_N,
     SHIFT_ONSET,
-    SHIFTED,
     SHIFTED_AT,
     SK,
     SKK,
@@ -77,10 +75,12 @@ from detector.models.share_state import (
     SNN,
     STATE_VERSION,
     TRIALS,
-    WATCHING,
     ShareConfig,
 )
 from detector.models.state import (
+    LEARNING,
+    SHIFTED,
+    WATCHING,
     Watched,
     grow_run,
     packed_state,
@@ -89,12 +89,12 @@ from detector.models.state import (
     shared,
 )
 
-RUN_MINUTES = 8  # active minutes a run keeps apart; older ones merge into its first entry
-TRACK_DECAY = 0.9  # per active minute: how fast the shifted share follows the data
-CLIP = 4.0  # standard deviations at which a minute's hits are winsorised before they are learned
-BIG = 3.0  # the second upward test looks for a change this many times larger (ratio and delta)
-BELOW_ALARM = 0.999  # score() ceiling outside an alarm: suspicion is not an alarm
-BIG_CALM = 0.25
+RUN_MINUTES: Final = 8  # active minutes a run keeps apart; older ones merge into its first entry
+TRACK_DECAY: Final = 0.9  # per active minute: how fast the shifted share follows the data
+CLIP: Final = 4.0  # standard deviations at which a minute's hits are winsorised before they are learned
+BIG: Final = 3.0  # the second upward test looks for a change this many times larger (ratio and delta)
+BELOW_ALARM: Final = 0.999  # score() ceiling outside an alarm: suspicion is not an alarm
+BIG_CALM: Final = 0.25
 """The baseline stops learning once the second upward test passes this share of ``h``.
 
 When only the moderate tests stopped it (at half of ``h``), an hour-long
@@ -126,7 +126,9 @@ class ShareShift:
         return self.observed_share / self.baseline_share if self.baseline_share > 0 else math.inf
 
 
-_COUNTS_END, _NO_COUNTS = M_N + 1, array("d", (0.0, 0.0))  # the open minute's m_k, m_n, emptied
+# the open minute's m_k, m_n, emptied
+_COUNTS_END: Final = M_N + 1
+_NO_COUNTS: Final = array("d", (0.0, 0.0))
 
 
 class ProportionShift(Watched):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from typing import Final
 
 from detector.models.ar1 import run_inflation
 from detector.models.rate_profile import ESTABLISHED
@@ -30,7 +31,7 @@ from detector.models.rate_state import (
     R_PREV,
 )
 
-CLIP_Z2 = 9.0  # a minute's residual is winsorised at 3 standard deviations before it is learned
+CLIP_Z2: Final = 9.0  # a minute's residual is winsorised at 3 standard deviations before it is learned
 
 
 def noise_fit(n1: float, nm: float, nmm: float, ny: float, nym: float) -> tuple[float, float]:

@@ -21,11 +21,15 @@ the minutes each bucket has learned in its own array of counts
 from __future__ import annotations
 
 from array import array
+from typing import Final
 
 from detector.models.rate_state import BUCKETS, PROF, SEEN_CAP, RateConfig, six_digits
 
-NO_TEST, UP_ONLY, BOTH = 0, 1, 2  # which tests a minute's expectation may feed
-ESTABLISHED = 60  # minutes a bucket needs before it predicts (one visit)
+# which tests a minute's expectation may feed
+NO_TEST: Final = 0
+UP_ONLY: Final = 1
+BOTH: Final = 2
+ESTABLISHED: Final = 60  # minutes a bucket needs before it predicts (one visit)
 
 
 def bucket(t: int, utc_offset_minutes: int) -> int:
@@ -63,7 +67,7 @@ def profile_at(a: array[float], seen: array[int], c: RateConfig, t: int) -> tupl
     return 0.0, False, NO_TEST
 
 
-STEP = 2.0  # neighbouring hours this many times apart are a step (a job starting or stopping), not a ramp
+STEP: Final = 2.0  # neighbouring hours this many times apart are a step (a job starting or stopping), not a ramp
 
 
 def own_bucket(a: array[float], seen: array[int], c: RateConfig, t: int) -> float | None:

@@ -16,6 +16,7 @@ import math
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from detector.models.rate_run import Tail, factor, llr
 from detector.models.rate_state import (
@@ -31,9 +32,10 @@ from detector.models.rate_state import (
     RateConfig,
 )
 
-TRACK_DECAY = 0.8  # per minute: how fast the shifted ratio follows the data ...
-TRACK_MINUTES = 5.0  # ... remembering about five minutes (1 / (1 - 0.8)) ...
-TRACK_REQUESTS, TRACK_MAX_MINUTES = 25.0, 25.0  # ... or as many as hold 25 requests, up to 25 minutes
+TRACK_DECAY: Final = 0.8  # per minute: how fast the shifted ratio follows the data ...
+TRACK_MINUTES: Final = 5.0  # ... remembering about five minutes (1 / (1 - 0.8)) ...
+TRACK_REQUESTS: Final = 25.0  # ... or as many as hold 25 requests ...
+TRACK_MAX_MINUTES: Final = 25.0  # ... up to 25 minutes
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,12 +14,13 @@ from __future__ import annotations
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from detector.models.state import Packed
 
-BUCKETS = 48  # hour of day × (weekday, weekend)
-SEEN_CAP = 999
-RUN_MINUTES = 16  # minutes a run keeps apart (at least min_minutes); older ones merge into its first entry
+BUCKETS: Final = 48  # hour of day × (weekday, weekend)
+SEEN_CAP: Final = 999
+RUN_MINUTES: Final = 16  # minutes a run keeps apart (at least min_minutes); older ones merge into its first entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,7 @@ class RateConfig:
 # The numbers of a SeasonalRate, one double each (see detector.models.state), then prof: the EW mean
 # amount per minute of each bucket, in units of the level. The minutes each bucket has learned (capped
 # at 999) are counts of their own, two bytes each: SeasonalRate.counts.
-NUMBERS = Packed(
+NUMBERS: Final = Packed(
     (
         "first_minute", "minute", "m_x", "gx", "gm", "n1", "nm", "nmm", "ny", "nym",
         "lag_rr", "lag_mm", "r_prev", "mu_prev", "prev_minute", "s_up", "s_dn",
@@ -70,13 +71,34 @@ NUMBERS = Packed(
     ints=("first_minute", "minute", "prev_minute", "shift_dir", "shift_minutes"),
     vectors={"prof": BUCKETS},
 )  # fmt: skip
-(
-    FIRST_MINUTE, MINUTE, M_X, GX, GM, N1, NM, NMM, NY, NYM,
-    LAG_RR, LAG_MM, R_PREV, MU_PREV, PREV_MINUTE, S_UP, S_DN,
-    SHIFT_DIR, SHIFT_ONSET, SHIFT_MINUTES, RX, RM, SHIFT_X, SHIFT_M, S_BACK, SHIFTED_AT,
-) = range(len(NUMBERS))  # fmt: skip
+FIRST_MINUTE: Final = 0
+MINUTE: Final = 1
+M_X: Final = 2
+GX: Final = 3
+GM: Final = 4
+N1: Final = 5
+NM: Final = 6
+NMM: Final = 7
+NY: Final = 8
+NYM: Final = 9
+LAG_RR: Final = 10
+LAG_MM: Final = 11
+R_PREV: Final = 12
+MU_PREV: Final = 13
+PREV_MINUTE: Final = 14
+S_UP: Final = 15
+S_DN: Final = 16
+SHIFT_DIR: Final = 17
+SHIFT_ONSET: Final = 18
+SHIFT_MINUTES: Final = 19
+RX: Final = 20
+RM: Final = 21
+SHIFT_X: Final = 22
+SHIFT_M: Final = 23
+S_BACK: Final = 24
+SHIFTED_AT: Final = 25
 NUMBERS.check(globals())
-PROF = NUMBERS.offset("prof")
+PROF: Final = NUMBERS.offset("prof")
 
 
 def six_digits(v: float) -> float:

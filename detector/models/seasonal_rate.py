@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import Any
+from typing import Any, Final
 
 from detector.models import rate_noise, rate_profile, rate_run
 from detector.models.rate_noise import learn_noise, noise_fit
@@ -93,6 +93,9 @@ from detector.models.rate_state import (
     saved_counts,
 )
 from detector.models.state import (
+    LEARNING,
+    SHIFTED,
+    WATCHING,
     Watched,
     packed_state,
     restore_packed,
@@ -102,18 +105,19 @@ from detector.models.state import (
 
 __all__ = ["LEARNING", "SHIFTED", "STATE_VERSION", "WATCHING", "RateConfig", "RateShift", "SeasonalRate", "noise_fit"]
 
-LEARNING, WATCHING, SHIFTED = "learning", "watching", "shifted"
-STATE_VERSION = 2
-LEVEL_PRIOR_MINUTES = 60  # the level starts from an hour of "as the profile says"
-ONSET_SLACK = 4.0  # nats: how far the latest plausible onset may fall short of the likeliest
-STEADY_NATS = 3.0  # evidence for the window's level each third of it must carry
-LAST_MINUTES, LAST_NATS = 2, 3.0  # ... and its latest two minutes: the excess is still on
-LONG_MINUTES = 60  # an excess this long since its latest onset is no burst: judged on all of it ...
-LONG_SEEN = 120  # ... where the hour's bucket has learned two hours (a first weekend's has not)
-THIN_WINDOW = 20.0  # requests (as Poisson counts) below which a window cannot say an excess ended
-WARY_KNOWN, WARY_NEW = 0.25, 0.5  # share of h above which the baseline stops learning, in such an hour or not
-FLOOR_SHARE = 0.01  # expectation floor, as a share of the series' mean rate
-BELOW_ALARM = 0.999  # score() ceiling outside an alarm: suspicion is not an alarm
+STATE_VERSION: Final = 2
+LEVEL_PRIOR_MINUTES: Final = 60  # the level starts from an hour of "as the profile says"
+ONSET_SLACK: Final = 4.0  # nats: how far the latest plausible onset may fall short of the likeliest
+STEADY_NATS: Final = 3.0  # evidence for the window's level each third of it must carry
+LAST_MINUTES: Final = 2  # ... and its latest two minutes carry LAST_NATS: the excess is still on
+LAST_NATS: Final = 3.0
+LONG_MINUTES: Final = 60  # an excess this long since its latest onset is no burst: judged on all of it ...
+LONG_SEEN: Final = 120  # ... where the hour's bucket has learned two hours (a first weekend's has not)
+THIN_WINDOW: Final = 20.0  # requests (as Poisson counts) below which a window cannot say an excess ended
+WARY_KNOWN: Final = 0.25  # share of h above which the baseline stops learning, in an hour it knows ...
+WARY_NEW: Final = 0.5  # ... and in one it does not
+FLOOR_SHARE: Final = 0.01  # expectation floor, as a share of the series' mean rate
+BELOW_ALARM: Final = 0.999  # score() ceiling outside an alarm: suspicion is not an alarm
 
 
 class SeasonalRate(Watched):

@@ -8,11 +8,11 @@ their order is only the array's), so they live here beside its version: a change
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from detector.models.state import Packed
 
-LEARNING, WATCHING, SHIFTED = "learning", "watching", "shifted"
-STATE_VERSION = 3
+STATE_VERSION: Final = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,7 @@ class ShareConfig:
 
 # The numbers of a ProportionShift, one double each (see detector.models.state). sk … snn: sums over
 # minutes of k, n, k², k·n, n² (plain in warm-up, then exponentially weighted).
-NUMBERS = Packed(
+NUMBERS: Final = Packed(
     (
         "trials", "minutes", "sk", "sn", "skk", "skn", "snn", "minute", "m_first", "m_k", "m_n", "s_up", "s_dn",
         "s_big", "shift_dir", "shift_onset", "shift_n", "shift_k", "hs", "ns", "s_back", "shifted_at",
@@ -48,8 +48,26 @@ NUMBERS = Packed(
     ints=("trials", "minutes", "minute", "m_k", "m_n", "shift_dir", "shift_n", "shift_k"),
     shifted=("shift_dir", "shift_onset", "shift_n", "shift_k", "hs", "ns", "s_back", "shifted_at"),
 )  # fmt: skip
-(
-    TRIALS, MINUTES, SK, SN, SKK, SKN, SNN, MINUTE, M_FIRST, M_K, M_N, S_UP, S_DN,
-    S_BIG, SHIFT_DIR, SHIFT_ONSET, SHIFT_N, SHIFT_K, HS, NS, S_BACK, SHIFTED_AT,
-) = range(len(NUMBERS))  # fmt: skip
+TRIALS: Final = 0
+MINUTES: Final = 1
+SK: Final = 2
+SN: Final = 3
+SKK: Final = 4
+SKN: Final = 5
+SNN: Final = 6
+MINUTE: Final = 7
+M_FIRST: Final = 8
+M_K: Final = 9
+M_N: Final = 10
+S_UP: Final = 11
+S_DN: Final = 12
+S_BIG: Final = 13
+SHIFT_DIR: Final = 14
+SHIFT_ONSET: Final = 15
+SHIFT_N: Final = 16
+SHIFT_K: Final = 17
+HS: Final = 18
+NS: Final = 19
+S_BACK: Final = 20
+SHIFTED_AT: Final = 21
 NUMBERS.check(globals())

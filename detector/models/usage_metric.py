@@ -42,20 +42,27 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-from detector.models.state import restore_slots, slots_state
+from detector.models.state import (
+    LEARNING,
+    SHIFTED,
+    WATCHING,
+    restore_slots,
+    slots_state,
+)
 
-LEARNING, WATCHING, SHIFTED = "learning", "watching", "shifted"
-SPIKE, LEVEL, DRIFT = "spike", "level", "drift"
-STATE_VERSION = 1
-MAD_TO_SD = 1.2533  # σ over the mean absolute deviation of normal noise
-MEDIAN_TO_MEAN_AD = 1.4826 / MAD_TO_SD  # median over mean absolute deviation of normal noise
-SD_FLOOR = 0.01  # 1 %: bills that repeat to the cent still get a finite z
-SCALE_HALF_LIFE = 100.0  # samples
-DAY_S = 86400.0
-TRACK_DECAY = 0.8  # per sample: how fast the level of an ongoing shift follows the data
-BELOW_ALARM = 0.999
+SPIKE: Final = "spike"
+LEVEL: Final = "level"
+DRIFT: Final = "drift"
+STATE_VERSION: Final = 1
+MAD_TO_SD: Final = 1.2533  # σ over the mean absolute deviation of normal noise
+MEDIAN_TO_MEAN_AD: Final = 1.4826 / MAD_TO_SD  # median over mean absolute deviation of normal noise
+SD_FLOOR: Final = 0.01  # 1 %: bills that repeat to the cent still get a finite z
+SCALE_HALF_LIFE: Final = 100.0  # samples
+DAY_S: Final = 86400.0
+TRACK_DECAY: Final = 0.8  # per sample: how fast the level of an ongoing shift follows the data
+BELOW_ALARM: Final = 0.999
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +81,7 @@ class UsageShift:
         return self.observed / self.baseline if self.baseline > 0 else math.inf
 
 
-FIELDS = (
+FIELDS: Final = (
     "warmup", "spike_z", "k", "h", "clip", "min_ratio", "drift_ratio", "level_half_life", "season_rate",
     "offset", "phase", "n", "buf", "c", "level", "ref", "hour", "hour_n", "we", "we_n", "mad", "last_ts",
     "s_up", "s_dn", "run_ts", "run_n", "run_sum", "drift_ts",
