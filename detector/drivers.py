@@ -43,8 +43,8 @@ def decompose(members: Iterable[ModelSeries], prices: PriceTable, *, expected_re
     prompt-length alert on a model that is a small part of its feature's
     spend still says what its longer prompts cost).
 
-    >>> from detector.llm_series import PROFILE_FIELDS, ModelSeries
-    >>> s = ModelSeries(("a", "f", "gpt-4o"), "premium", 0.0, "hosted_inference")
+    >>> from detector.llm_series import PROFILE_FIELDS, FeatureSeries, ModelSeries
+    >>> s = ModelSeries(("a", "f", "gpt-4o"), "premium", 0.0, "hosted_inference", FeatureSeries(("a", "f"), 0))
     >>> for minute in range(60):
     ...     s.baseline.add(minute, (10, 0.35, 100_000, 10_000, 0, 0))
     ...     s.recent.add(minute, (10, 0.60, 200_000, 10_000, 0, 0))

@@ -155,9 +155,8 @@ class Engine:
                 s = series.get(key)
                 if s is None:
                     s = self._new_series(key, ev)
-                fkey = key[:2]
-                f = self.features[fkey]
-                touched.add(fkey)
+                f = s.feature
+                touched.add(f.key)
                 minute = int(ts // 60)
                 if minute > s.minute or ev.category != s.category:
                     self._close_minute(s, f, out, ts if minute > s.minute else None)
@@ -289,7 +288,7 @@ class Engine:
         if f is None:
             f = self.features[fkey] = FeatureSeries(fkey, int(ev.ts // 60))
             self._new_feature_monitors(f)
-        s = ModelSeries(key, ev.tier or self.prices.tier(ev.model), ev.ts, ev.category)
+        s = ModelSeries(key, ev.tier or self.prices.tier(ev.model), ev.ts, ev.category, f)
         self._new_monitors(s)
         f.members[key[-1]] = s
         self._add_share_monitor(f, s)
@@ -347,12 +346,12 @@ class Engine:
         for mon in s.per_minute:
             metric = mon.metric
             if metric == "retry_rate":
-                mon.model.update(s.retries, ts, trials=s.n)
+                mon.update(s.retries, ts, s.n)
             elif metric == "error_rate":
-                mon.model.update(s.errors, ts, trials=s.n)
+                mon.update(s.errors, ts, s.n)
             elif s.input:  # one trial per request, the minute's token-weighted share of hits
-                mon.model.update(round(s.n * s.cached / s.input), ts, trials=s.n)
-            mon.model.close(ts + 60)
+                mon.update(round(s.n * s.cached / s.input), ts, s.n)
+            mon.close(ts + 60)
             self.incidents.check(mon, s, f, ts + 60, out)
         s.clear_minute()
 
@@ -365,12 +364,11 @@ class Engine:
         for mon in s.per_request:
             metric = mon.metric
             values = inputs if metric == INPUT else outputs if metric == OUTPUT else costs
-            model = mon.model
-            was = model.phase
-            model.update_many(values, buf_ts)
+            was = mon.phase
+            mon.update_many(values, buf_ts)
             if now is not None:
-                model.close(now)
-                if was == SHIFTED or model.phase == SHIFTED:
+                mon.close(now)
+                if was == SHIFTED or mon.phase == SHIFTED:
                     self.incidents.check(mon, s, f, now, out)
         s.buf = ()
 
@@ -382,7 +380,7 @@ class Engine:
         """
         self._feed_requests(s, f, out, None)
         for mon in s.per_request:
-            if mon.model.peek(ts):
+            if mon.peek(ts):
                 self.incidents.check(mon, s, f, ts, out)
 
     def _close_feature_minute(self, f: FeatureSeries, out: list[Anomaly]) -> None:
@@ -394,13 +392,13 @@ class Engine:
             f.incident.minutes += 1
             f.incident.expected += self.incidents.expected_requests(f, ts) or 0.0
         for mon in f.rates:
-            mon.model.update(f.n if mon.metric == "request_rate" else f.cost, ts)
-            mon.model.advance(ts + 60)
+            mon.update(f.n if mon.metric == "request_rate" else f.cost, ts)
+            mon.advance(ts + 60)
             self.incidents.check(mon, None, f, ts + 60, out)
         for model, monitors in f.tier_mix.items():
             for mon in monitors:
-                mon.model.update(f.tiers.get(model, 0), ts, trials=f.n)
-                mon.model.close(ts + 60)
+                mon.update(f.tiers.get(model, 0), ts, f.n)
+                mon.close(ts + 60)
                 self.incidents.check(mon, None, f, ts + 60, out, model)
         f.n, f.cost = 0, 0.0
         f.tiers.clear()

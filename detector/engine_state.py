@@ -143,7 +143,7 @@ def _import_feature(state: dict[str, Any], new_monitors: Callable[[ModelSeries |
     f.last_resolved = float(state["last_resolved"])
     for member in state["members"]:
         key = tuple(member["key"])
-        s = ModelSeries(key, member["tier"], float(member["first_ts"]), member["category"])
+        s = ModelSeries(key, member["tier"], float(member["first_ts"]), member["category"], f)
         s.restore(member)
         new_monitors(s)
         s.per_request = _restored(s.per_request, member["monitors"])

@@ -159,6 +159,7 @@ class ModelSeries:
         "category",
         "cost",
         "errors",
+        "feature",
         "input",
         "key",
         "minute",
@@ -172,8 +173,10 @@ class ModelSeries:
         "unpriced",
     )
 
-    def __init__(self, key: tuple[str | None, ...], tier: str | None, ts: float, category: str) -> None:
+    def __init__(self, key: tuple[str | None, ...], tier: str | None, ts: float, category: str,
+                 feature: FeatureSeries) -> None:
         self.key = key
+        self.feature = feature  # the feature it belongs to: found once here rather than per request by key
         self.tier = tier
         self.minute = int(ts // 60)
         self.category = category
