@@ -169,7 +169,7 @@ def print_table(rows: list[Row]) -> None:
               f"{busy} {per_cpu} {broker_cpu}")
 
 
-def print_targets(rows: list[Row], bound: float) -> None:
+def print_targets(rows: list[Row], bound: float, compiled: bool) -> None:
     by = {row.name: row.figures for row in rows}
     noop = by["do-nothing agent (per message), single"].events_per_s
     noop_take = by["do-nothing agent (take_batches), single"].events_per_s
@@ -194,6 +194,8 @@ def print_targets(rows: list[Row], bound: float) -> None:
     for text, value, ok in checks:
         print(f"{'✓' if ok else '✗'} {text}: {value}")
     print(f"  (batched, every series {BUSIER:g}× as busy: {busier:,.0f} events/s; the target is judged above)")
+    print("  (workers with the models compiled by mypyc, as the worker image builds them)" if compiled else
+          "  (pure-Python workers; the worker image compiles the models: --compiled measures that build)")
 
 
 def main() -> None:
@@ -241,7 +243,7 @@ def main() -> None:
             broker.stop()
     print()
     print_table(rows)
-    print_targets(rows, best_speedup(shares, 2))
+    print_targets(rows, best_speedup(shares, 2), args.compiled)
     print(f"\nwhole run {time.perf_counter() - started:.0f} s; load average (1 min) {load_before[0]:.2f} before, "
           f"{os.getloadavg()[0]:.2f} after, on {os.cpu_count()} cores shared with whatever else runs")
 
