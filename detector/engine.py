@@ -343,6 +343,7 @@ class Engine:
         s.add_minute(minute, values, baseline=f.incident is None)
         if f.incident is not None:
             f.incident.add_minute(s.key[-1], values)
+        mon: Any  # a monitor is its model, of the kind its metric asks for (a share test here)
         for mon in s.per_minute:
             metric = mon.metric
             if metric == "retry_rate":
@@ -361,6 +362,7 @@ class Engine:
         inputs, outputs, costs = buf[0::3], buf[1::3], buf[2::3]
         if s.unpriced:  # an unpriced request has no cost to judge
             costs = [c for c in costs if not math.isnan(c)]
+        mon: Any  # a monitor is its model: a level-shift or slow-creep test here
         for mon in s.per_request:
             metric = mon.metric
             values = inputs if metric == INPUT else outputs if metric == OUTPUT else costs
@@ -379,6 +381,7 @@ class Engine:
         a worker that exported its state mid-minute peeks where replay does.
         """
         self._feed_requests(s, f, out, None)
+        mon: Any  # as in _feed_requests
         for mon in s.per_request:
             if mon.peek(ts):
                 self.incidents.check(mon, s, f, ts, out)
@@ -391,6 +394,7 @@ class Engine:
         if f.incident is not None:
             f.incident.minutes += 1
             f.incident.expected += self.incidents.expected_requests(f, ts) or 0.0
+        mon: Any  # a monitor is its model: seasonal rate tests, then share tests
         for mon in f.rates:
             mon.update(f.n if mon.metric == "request_rate" else f.cost, ts)
             mon.advance(ts + 60)
