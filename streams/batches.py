@@ -60,8 +60,10 @@ class Batches:
             held, self._held = self._held, []
             if waiting is not None:
                 await waiting  # raises if its sends failed: then neither batch is ever acknowledged
-            waiting = asyncio.ensure_future(_ack_when_done(stream, held, events, states)) if held else None
-            if not held:
+            if held:
+                waiting = asyncio.ensure_future(_ack_when_done(stream, held, events, states))
+            else:
+                waiting = None
                 _ack(stream, events, states)
 
     async def _take(self, queue: Any) -> list[Any]:
