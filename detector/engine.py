@@ -265,6 +265,7 @@ class Engine:
             for s in f.members.values():
                 self.series.pop(s.key, None)
             del self.features[f.key]
+            f.forget()
         self.samples.drop(key)
 
     def _features_of(self, key: str) -> Iterable[FeatureSeries]:
@@ -326,6 +327,7 @@ class Engine:
             del self.series[s.key]
             if not f.members:
                 del self.features[f.key]
+                f.forget()
             self._touched_features.add(f.key)  # its group's saved state (a worker's table) must lose it too
             self.evicted += 1
 

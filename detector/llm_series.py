@@ -356,3 +356,13 @@ class FeatureSeries:
         self.tier_mix: dict[str, tuple[Monitor, ...]] = {}
         self.incident: Incident | None = None
         self.last_resolved = 0.0  # event time its last incident ended: a slow test's late echo of it is no news
+
+    def forget(self) -> None:
+        """Let go of its series and incident once the engine drops the feature.
+
+        Each series points back at its feature, so without this a dropped
+        feature and its series would wait for Python's cyclic collector
+        instead of being freed at once.
+        """
+        self.members.clear()
+        self.incident = None

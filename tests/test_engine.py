@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import random
 from datetime import datetime
@@ -168,3 +169,22 @@ def test_the_ledger_adds_up_to_the_priced_cost_of_every_request():
     )
     assert engine.ledger.unpriced == {"mystery-model": 1}
     assert sum(line.requests for line in engine.ledger.lines.values()) == len(events)
+
+
+def test_an_evicted_feature_with_an_open_incident_is_freed_at_once() -> None:
+    """The incident points at its series and the series at its feature: eviction must undo that cycle."""
+    engine = Engine(PriceTable.packaged(), Settings(max_series=10))
+    t0 = T0
+    engine.process_many(traffic(minutes=360, per_minute=20, median=1800, start=t0, seed=1))
+    engine.process_many(traffic(minutes=30, per_minute=20, median=3600, start=t0 + 6 * 3600, seed=2))
+    assert engine.features[("search", "summarize")].incident is not None
+    later = t0 + 7 * 3600
+    gc.collect()
+    gc.disable()
+    try:
+        engine.process_many(LlmRequest(ts=later + i, model="gpt-4o", input_tokens=100, output_tokens=10,
+                                       team="t", feature=f"f{i}") for i in range(10))
+        assert ("search", "summarize", "gpt-4o") not in engine.series and engine.evicted == 1
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

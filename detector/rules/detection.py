@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from detector.anomaly import Anomaly
 from detector.config import Settings
 from detector.engine import Engine
-from detector.events import Event, LlmRequest
+from detector.events import Event
 from detector.pricing import PriceTable
 from detector.rules.ruleset import RuleSet
 
