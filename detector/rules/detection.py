@@ -20,6 +20,7 @@ from detector.rules.ruleset import RuleSet
 class Detection:
     """Every kind of rule over one stream, in event time: the engine judges all of them.
 
+    >>> from detector.events import LlmRequest
     >>> from detector.rules.loader import load_data
     >>> rules = load_data({"groups": [{"name": "g", "rules": [{"id": "b", "alert": "Budget",
     ...     "expr": {"metric": "spend_rate", "budget": {"monthly_usd": 1}}}]}]})
