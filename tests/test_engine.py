@@ -174,11 +174,10 @@ def test_the_ledger_adds_up_to_the_priced_cost_of_every_request():
 def test_an_evicted_feature_with_an_open_incident_is_freed_at_once() -> None:
     """The incident points at its series and the series at its feature: eviction must undo that cycle."""
     engine = Engine(PriceTable.packaged(), Settings(max_series=10))
-    t0 = T0
-    engine.process_many(traffic(minutes=360, per_minute=20, median=1800, start=t0, seed=1))
-    engine.process_many(traffic(minutes=30, per_minute=20, median=3600, start=t0 + 6 * 3600, seed=2))
+    engine.process_many(traffic(minutes=360, per_minute=20, median=1800, start=T0, seed=1))
+    engine.process_many(traffic(minutes=30, per_minute=20, median=3600, start=T0 + 6 * 3600, seed=2))
     assert engine.features[("search", "summarize")].incident is not None
-    later = t0 + 7 * 3600
+    later = T0 + 7 * 3600
     gc.collect()
     gc.disable()
     try:

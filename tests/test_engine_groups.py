@@ -104,8 +104,8 @@ def test_a_dropped_group_is_freed_at_once_not_left_to_the_cycle_collector() -> N
     """A series points at its feature and the feature at its series: dropping a group must undo both.
 
     Otherwise every rebalance leaves the moved groups for Python's cyclic
-    collector, which on a big worker runs rarely and slowly, and memory
-    grows by a group each time a partition moves.
+    collector, which on a big worker makes a full pass rarely and slowly:
+    each moved group stays in memory until then.
     """
     engine = Engine(PRICES)
     engine.process_many([request("search", "answer", 1.8e9 + i) for i in range(5)]
