@@ -7,13 +7,14 @@ further series adds (the same traffic on half as many series: the
 difference leaves out what the engine holds however many series it has,
 such as its per-team ledger lines and caches), the size of
 a series' exported state (what the stream worker keeps in its changelog),
-each kind of model's own share (the object, its arrays and lists; the
-parameters it shares with every model built alike are not counted), the
-bytes by the module that allocated them (``models/state.py`` builds the
-models' arrays and CUSUM runs, ``monitor.py`` the monitors and model
-objects), and,
-for comparison in the same run, a series carrying only the prompt-length
-model the engine started with; and what a stream worker's ``memory://``
+each kind of model's own share (packed into its series: its numbers and
+flags in the series' array, its entries in the series' list and the arrays
+they hold; the layout it shares with every series under the same rules is
+not counted), the bytes by the module that allocated them
+(``packed_monitors.py`` builds each series' array with its models' numbers,
+``models/state.py`` the CUSUM runs), and, for comparison in the same run,
+a series carrying only the prompt-length model the engine started with,
+kept as an object; and what a stream worker's ``memory://``
 table holds per series after a restart, until each key is written again
 (each group's saved state as recovered from the changelog, as JSON bytes;
 a value the worker writes goes to the changelog only).
@@ -24,6 +25,7 @@ a value the worker writes goes to the changelog only).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import random
 import sys
@@ -35,6 +37,7 @@ from detector.config import Settings
 from detector.engine import Engine
 from detector.events import LlmRequest
 from detector.models.level_shift import LogLevelShift
+from detector.packed_monitors import PackedMonitor
 from detector.pricing import PriceTable
 
 MODELS = ("gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5")
@@ -66,6 +69,7 @@ def engine_bytes(events: list[LlmRequest], by_module: dict[str, int] | None = No
     before = tracemalloc.get_traced_memory()[0]
     engine = Engine(prices, settings)
     engine.process_many(events)
+    gc.collect()  # a full collection empties the interpreter's free lists: spare tuples and floats, not the engine's
     held = tracemalloc.get_traced_memory()[0] - before
     if start is not None and by_module is not None:
         for stat in tracemalloc.take_snapshot().compare_to(start, "filename"):
@@ -91,12 +95,21 @@ def baseline_bytes(series: int, values: int) -> int:
 
 
 def model_bytes(engine: Engine) -> dict[str, tuple[int, float]]:
-    """Per kind of model: how many there are, and the bytes each holds on average (object, arrays, lists)."""
+    """Per kind of model: how many there are, and the bytes each holds on average.
+
+    A model kept as an object: the object, its arrays and lists. A monitor
+    packed into its series (``detector.packed_monitors``): its numbers and
+    flags in the series' array, its entries in the series' list, and the
+    arrays they hold.
+    """
     sizes: dict[str, list[int]] = defaultdict(list)
     for f in engine.features.values():
         monitors = [*f.rates, *(m for ms in f.tier_mix.values() for m in ms)]
         monitors += [m for s in f.members.values() for m in s.monitors()]
         for mon in monitors:
+            if isinstance(mon, PackedMonitor):
+                sizes[f"{mon.kind.__name__} (packed)"].append(packed_bytes(mon))
+                continue
             model = mon.model
             held = sys.getsizeof(model)
             for name in ARRAYS:
@@ -105,6 +118,13 @@ def model_bytes(engine: Engine) -> dict[str, tuple[int, float]]:
                     held += sys.getsizeof(value)
             sizes[type(model).__name__].append(held)
     return {name: (len(v), sum(v) / len(v)) for name, v in sorted(sizes.items())}
+
+
+def packed_bytes(mon: PackedMonitor) -> int:
+    spec, x = mon.spec, mon.owner.x
+    entries = [x[spec.shift_at]] if spec.shift_at >= 0 else []
+    entries += x[spec.runs_at : spec.runs_at + len(spec.runs)]
+    return spec.width * 8 + 8 * len(entries) + sum(sys.getsizeof(e) for e in entries if e is not None)
 
 
 def table_bytes(engine: Engine) -> tuple[int, int]:
@@ -153,7 +173,7 @@ def main() -> None:
     print(f"exported state per series (JSON):       {state / engine.series_count:8,.0f} bytes")
     print(f"baseline: one prompt-length model only: {base / args.series:8,.0f} bytes per series")
     per_model = model_bytes(engine)
-    print("per model (object, arrays, lists):      "
+    print("per model (packed: numbers, its arrays): "
           + ", ".join(f"{name} {size:,.0f} B × {n / engine.series_count:.2f}"
                       for name, (n, size) in per_model.items()))
     print("by the module that allocated them:       "

@@ -45,7 +45,9 @@ from detector.incidents import Incidents
 from detector.ledger import SpendLedger
 from detector.llm_series import BUF_TS, FeatureSeries, ModelSeries, Months
 from detector.models.level_shift import SHIFTED
-from detector.monitor import monitors_for
+from detector.models.packed import load, put, settled
+from detector.monitor import Monitor, monitors_for
+from detector.packed_monitors import PackedMonitor
 from detector.pricing import PriceTable
 from detector.rules.evaluate import RuleEvaluator
 from detector.rules.records import Loudness
@@ -292,7 +294,6 @@ class Engine:
         s = ModelSeries(key, ev.tier or self.prices.tier(ev.model), ev.ts, ev.category, f)
         self._new_monitors(s)
         f.members[key[-1]] = s
-        self._add_share_monitor(f, s)
         self.series[key] = s
         return s
 
@@ -302,20 +303,19 @@ class Engine:
             self._new_feature_monitors(s)
             return
         monitors = monitors_for(self.rules, labels_of(s.key), MODEL_METRICS, self.settings)
-        s.per_request = tuple(mon for mon in monitors if mon.metric in PER_REQUEST)
-        s.per_minute = tuple(mon for mon in monitors if mon.metric not in PER_REQUEST)
+        s.set_monitors([mon for mon in monitors if mon.metric in PER_REQUEST],
+                       [mon for mon in monitors if mon.metric not in PER_REQUEST], self._share_monitors(s))
 
     def _new_feature_monitors(self, f: FeatureSeries) -> None:
         labels = labels_of(f.key, ("team", "feature"))
-        f.rates = monitors_for(self.rules, labels, FEATURE_METRICS, self.settings)
-        for s in f.members.values():
-            self._add_share_monitor(f, s)
+        f.set_rates(monitors_for(self.rules, labels, FEATURE_METRICS, self.settings))
 
-    def _add_share_monitor(self, f: FeatureSeries, s: ModelSeries) -> None:
+    def _share_monitors(self, s: ModelSeries) -> tuple[Monitor, ...]:
         """A pricier model's share of its feature's requests: how a router's change shows when volume is flat."""
         if s.tier in WATCHED_TIERS and s.key[-1] is not None:
             labels = {**labels_of(s.key), "tier": s.tier}
-            f.tier_mix[s.key[-1]] = monitors_for(self.rules, labels, ("tier_mix",), self.settings)
+            return monitors_for(self.rules, labels, ("tier_mix",), self.settings)
+        return ()
 
     def _evict(self) -> None:
         """Drop the least recently seen tenth of the series: bounded memory, counted, never an OOM."""
@@ -345,36 +345,52 @@ class Engine:
         s.add_minute(minute, values, baseline=f.incident is None)
         if f.incident is not None:
             f.incident.add_minute(s.key[-1], values)
-        mon: Any  # a monitor is its model, of the kind its metric asks for (a share test here)
-        for mon in s.per_minute:
-            metric = mon.metric
+        # The monitors are packed into the series (packed_monitors): each model is loaded, run and put back.
+        specs, ends = s.layout.specs, s.layout.ends
+        for i in range(ends[0], ends[1]):
+            spec = specs[i]
+            metric = spec.watch.metric
+            model = load(s, spec)
             if metric == "retry_rate":
-                mon.update(s.retries, ts, s.n)
+                model.update(s.retries, ts, s.n)
             elif metric == "error_rate":
-                mon.update(s.errors, ts, s.n)
+                model.update(s.errors, ts, s.n)
             elif s.input:  # one trial per request, the minute's token-weighted share of hits
-                mon.update(round(s.n * s.cached / s.input), ts, s.n)
-            mon.close(ts + 60)
-            self.incidents.check(mon, s, f, ts + 60, out)
+                model.update(round(s.n * s.cached / s.input), ts, s.n)
+            model.close(ts + 60)
+            put(s, spec, model)
+            if not settled(s, spec):
+                self.incidents.check(PackedMonitor(s, i), s, f, ts + 60, out)
         s.clear_minute()
 
-    def _feed_requests(self, s: ModelSeries, f: FeatureSeries, out: list[Anomaly], now: float | None) -> None:
-        """Hand the buffered minute to the per-request models; with ``now``, judge it."""
+    def _feed_requests(self, s: ModelSeries, f: FeatureSeries, out: list[Anomaly], now: float | None,
+                       peek: float | None = None) -> None:
+        """Hand the buffered minute to the per-request models; with ``now``, judge it; with ``peek``, let
+        them judge it early at that time if its evidence is already enough (see LogLevelShift.peek)."""
         buf, buf_ts = s.buf, s.a[BUF_TS]
         inputs, outputs, costs = buf[0::3], buf[1::3], buf[2::3]
         if s.unpriced:  # an unpriced request has no cost to judge
             costs = [c for c in costs if not math.isnan(c)]
-        mon: Any  # a monitor is its model: a level-shift or slow-creep test here
-        for mon in s.per_request:
-            metric = mon.metric
+        peeked: list[int] = []
+        specs = s.layout.specs  # level-shift and slow-creep tests, packed as in _close_minute
+        for i in range(s.layout.ends[0]):
+            spec = specs[i]
+            metric = spec.watch.metric
             values = inputs if metric == INPUT else outputs if metric == OUTPUT else costs
-            was = mon.phase
-            mon.update_many(values, buf_ts)
+            model = load(s, spec)
+            was, judged = model.phase, False
+            model.update_many(values, buf_ts)
             if now is not None:
-                mon.close(now)
-                if was == SHIFTED or mon.phase == SHIFTED:
-                    self.incidents.check(mon, s, f, now, out)
+                model.close(now)
+                judged = was == SHIFTED or model.phase == SHIFTED
+            elif peek is not None and model.peek(peek):
+                peeked.append(i)
+            put(s, spec, model)
+            if now is not None and judged:
+                self.incidents.check(PackedMonitor(s, i), s, f, now, out)
         s.buf = ()
+        for i in peeked:  # once every model has the minute's requests, as a minute's close judges them
+            self.incidents.check(PackedMonitor(s, i), s, f, peek or 0.0, out)
 
     def _peek(self, s: ModelSeries, f: FeatureSeries, out: list[Anomaly], ts: float) -> None:
         """Let a busy series' per-request models judge the open minute early (see LogLevelShift.peek).
@@ -382,11 +398,7 @@ class Engine:
         Counted from the minute's requests (``s.n``), not from the buffer, so
         a worker that exported its state mid-minute peeks where replay does.
         """
-        self._feed_requests(s, f, out, None)
-        mon: Any  # as in _feed_requests
-        for mon in s.per_request:
-            if mon.peek(ts):
-                self.incidents.check(mon, s, f, ts, out)
+        self._feed_requests(s, f, out, None, peek=ts)
 
     def _close_feature_minute(self, f: FeatureSeries, out: list[Anomaly]) -> None:
         """Judge the feature's minute that ended: its rates and its tier mix."""
@@ -396,16 +408,30 @@ class Engine:
         if f.incident is not None:
             f.incident.minutes += 1
             f.incident.expected += self.incidents.expected_requests(f, ts) or 0.0
-        mon: Any  # a monitor is its model: seasonal rate tests, then share tests
-        for mon in f.rates:
-            mon.update(f.n if mon.metric == "request_rate" else f.cost, ts)
-            mon.advance(ts + 60)
-            self.incidents.check(mon, None, f, ts + 60, out)
-        for model, monitors in f.tier_mix.items():
-            for mon in monitors:
-                mon.update(f.tiers.get(model, 0), ts, f.n)
-                mon.close(ts + 60)
-                self.incidents.check(mon, None, f, ts + 60, out, model)
+        # Seasonal rate tests, then each pricier member's share of the requests: packed into the feature's array
+        # and the member's (packed_monitors), each loaded, run and put back.
+        specs = f.layout.specs
+        for i in range(len(specs)):
+            spec = specs[i]
+            rate = load(f, spec)
+            rate.update(f.n if spec.watch.metric == "request_rate" else f.cost, ts)
+            rate.advance(ts + 60)
+            put(f, spec, rate)
+            if not settled(f, spec):
+                self.incidents.check(PackedMonitor(f, i), None, f, ts + 60, out)
+        for model, s in f.members.items():
+            specs, ends = s.layout.specs, s.layout.ends
+            if model is None or ends[1] == ends[2]:
+                continue
+            hits = f.tiers.get(model, 0)
+            for i in range(ends[1], ends[2]):
+                spec = specs[i]
+                share = load(s, spec)
+                share.update(hits, ts, f.n)
+                share.close(ts + 60)
+                put(s, spec, share)
+                if not settled(s, spec):
+                    self.incidents.check(PackedMonitor(s, i), None, f, ts + 60, out, model)
         f.n, f.cost = 0, 0.0
         f.tiers.clear()
 

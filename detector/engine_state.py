@@ -17,7 +17,8 @@ from urllib.parse import quote, unquote
 from detector.anomaly import Anomaly
 from detector.events import Event, GpuSample, LlmRequest, UsageSample
 from detector.llm_series import FeatureSeries, Incident, ModelSeries
-from detector.monitor import Monitor, monitor_state, restored
+from detector.monitor import Monitor, monitor_state
+from detector.packed_monitors import PackedMonitor
 from detector.rules.ruleset import RuleSet
 
 STATE_VERSION = 1
@@ -112,15 +113,15 @@ def _export_feature(f: FeatureSeries) -> dict[str, Any]:
 def _locate(f: FeatureSeries, mon: Monitor) -> list[Any]:
     """Where a monitor sits in its feature, as data: ("rate", i), ("tier", tier, i) or ("model", model, i)."""
     for i, m in enumerate(f.rates):
-        if m is mon:
+        if m == mon:
             return ["rate", i]
     for tier, ms in f.tier_mix.items():
         for i, m in enumerate(ms):
-            if m is mon:
+            if m == mon:
                 return ["tier", tier, i]
     for model, s in f.members.items():
         for i, m in enumerate(s.monitors()):
-            if m is mon:
+            if m == mon:
                 return ["model", model, i]
     raise ValueError(f"monitor {mon.rule_id} is not part of feature {f.key}")
 
@@ -146,14 +147,13 @@ def _import_feature(state: dict[str, Any], new_monitors: Callable[[ModelSeries |
         s = ModelSeries(key, member["tier"], float(member["first_ts"]), member["category"], f)
         s.restore(member)
         new_monitors(s)
-        s.per_request = _restored(s.per_request, member["monitors"])
-        s.per_minute = _restored(s.per_minute, member["monitors"])
+        _restore_packed(s.monitors(), member["monitors"])
         f.members[key[-1]] = s
-    new_monitors(f)  # after the members: a pricier member gets its share-of-requests monitor
-    f.rates = _restored(f.rates, state["rates"])
+    new_monitors(f)  # its rate monitors (a pricier member's share of its requests is the member's)
+    _restore_packed(f.rates, state["rates"])
     for model, saved in state["tier_mix"].items():
-        if model in f.tier_mix:
-            f.tier_mix[model] = _restored(f.tier_mix[model], saved)
+        if model in f.members:
+            _restore_packed(f.members[model].tier_mix, saved)
     inc = state["incident"]
     if inc is not None:
         mon, series = _find(f, inc["where"])
@@ -164,10 +164,14 @@ def _import_feature(state: dict[str, Any], new_monitors: Callable[[ModelSeries |
     return f
 
 
-def _restored(monitors: tuple[Monitor, ...], saved: list[dict[str, Any]]) -> tuple[Monitor, ...]:
-    """The monitors of the rules in force, each with its saved state where one was saved under its rule."""
+def _restore_packed(monitors: tuple[PackedMonitor, ...], saved: list[dict[str, Any]]) -> None:
+    """Give each monitor of the rules in force its saved state, where one was saved under its rule."""
     by_rule = {s["rule"]: s for s in saved}
-    return tuple(mon if by_rule.get(mon.rule_id) is None else restored(mon, by_rule[mon.rule_id]) for mon in monitors)
+    for mon in monitors:
+        state = by_rule.get(mon.rule_id)
+        if state is not None:
+            mon.restore(dict(state["model"]))
+            mon.paged, mon.held_since = bool(state["paged"]), float(state["held"])
 
 
 def _find(f: FeatureSeries, where: list[Any]) -> tuple[Monitor | None, ModelSeries | None]:

@@ -63,8 +63,8 @@ class Incidents:
         if model.phase == SHIFTED:
             if not mon.paged:
                 self._on_shift(mon, s, f, ts, out, tier)
-            elif inc is not None and inc.monitor is mon and \
-                    ts - getattr(model, "shifted_at", mon.held_since or ts) >= self.settings.rebaseline_after_hours * 3600:
+            elif inc is not None and inc.monitor == mon and ts - getattr(model, "shifted_at", mon.held_since or ts) \
+                    >= self.settings.rebaseline_after_hours * 3600:
                 model.rebaseline(ts)
                 mon.paged = False
                 out.append(self._resolve(f, ts, accepted=True))
@@ -72,7 +72,7 @@ class Incidents:
         mon.held_since = 0.0
         if mon.paged:
             mon.paged = False
-            if inc is not None and inc.monitor is mon:
+            if inc is not None and inc.monitor == mon:
                 out.append(self._resolve(f, ts, accepted=False))
 
     def _on_shift(self, mon: Monitor, s: ModelSeries | None, f: FeatureSeries, ts: float,
@@ -195,7 +195,7 @@ class Incidents:
     def expected_requests(f: FeatureSeries, ts: float) -> float | None:
         """Requests per minute the clock expects of the feature now (seasonal), if its rate model knows."""
         for mon in f.rates:
-            if mon.metric == "request_rate" and isinstance(mon.model, SeasonalRate):
+            if mon.metric == "request_rate" and mon.kind is SeasonalRate:
                 return mon.model.expected(ts)
         return None
 

@@ -5,8 +5,10 @@ tokens and dollars per request and the shares of retries, errors and cache
 hits. A :class:`FeatureSeries` is one (team, feature) with all its models:
 request and spend rates against the clock, and the tier mix (traffic moving
 between a cheap and a premium model keeps the feature's volume flat, so only
-the feature sees it). An incident is kept per feature, which is what lets
-one cause page once.
+the feature sees it; each pricier model's share is kept in its own series).
+An incident is kept per feature, which is what lets one cause page once.
+Both keep their models packed into their own array
+(:mod:`detector.packed_monitors`): no object per model.
 
 Everything a minute brings is summed here and handed to the models when the
 minute closes; the per-request distributions get the minute's requests then
@@ -21,12 +23,14 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from detector.anomaly import Anomaly
 from detector.ledger import SpendLedger
 from detector.monitor import Monitor, monitor_state
+from detector.packed_monitors import EMPTY, PackedMonitor, monitors_of, pack
 
 PROFILE_FIELDS = ("requests", "cost", "input", "output", "cached", "retries")
 RECENT_HALF_LIFE = 5.0  # minutes: "now" for pricing and drivers
@@ -149,7 +153,8 @@ class ModelSeries:
 
     The open minute's counts, touched by every request, are slots; what
     changes once a minute (both profiles, all-time sums, the month's
-    dollars, what the ledger already has) lives in one array ``a``.
+    dollars, what the ledger already has) lives in one array ``a``, and
+    its models' numbers after it.
     """
 
     __slots__ = (
@@ -165,12 +170,12 @@ class ModelSeries:
         "minute",
         "month",
         "n",
+        "layout",
         "output",
-        "per_minute",
-        "per_request",
         "retries",
         "tier",
         "unpriced",
+        "x",
     )
 
     def __init__(self, key: tuple[str | None, ...], tier: str | None, ts: float, category: str,
@@ -190,8 +195,31 @@ class ModelSeries:
         a = self.a = array("d", [0.0] * _SIZE)
         a[_RECENT], a[_BASELINE] = -1.0, -1.0
         a[FIRST_TS] = a[BUF_TS] = ts
-        self.per_request: tuple[Monitor, ...] = ()  # input, output, cost per request: fed each request
-        self.per_minute: tuple[Monitor, ...] = ()  # retry, error, cache-hit shares: fed each minute
+        # Its monitors' numbers follow its own in ``a``; their runs and shifts are in ``x`` (packed_monitors).
+        self.layout = EMPTY
+        self.x: list[Any] = []
+
+    def set_monitors(self, per_request: Sequence[Monitor], per_minute: Sequence[Monitor],
+                     tier_mix: Sequence[Monitor] = ()) -> None:
+        """Take the monitors its rules ask for (new models, their state included), packed into its array."""
+        pack(self, (per_request, per_minute, tier_mix))
+
+    @property
+    def per_request(self) -> tuple[PackedMonitor, ...]:
+        """Input, output and cost per request (and their slow creep): fed each request."""
+        return monitors_of(self, 0, self.layout.ends[0])
+
+    @property
+    def per_minute(self) -> tuple[PackedMonitor, ...]:
+        """Retry, error and cache-hit shares: fed each minute."""
+        ends = self.layout.ends
+        return monitors_of(self, ends[0], ends[1])
+
+    @property
+    def tier_mix(self) -> tuple[PackedMonitor, ...]:
+        """Its share of its feature's requests, if its tier is a pricier one: fed by the feature each minute."""
+        ends = self.layout.ends
+        return monitors_of(self, ends[1], ends[2])
 
     @property
     def first_ts(self) -> float:
@@ -272,8 +300,9 @@ class ModelSeries:
         a[BOOKED_N] = a[BOOKED_COST] = a[BOOKED_UNPRICED] = 0.0
         self.input = self.output = self.cached = 0
 
-    def monitors(self) -> tuple[Monitor, ...]:
-        return self.per_request + self.per_minute
+    def monitors(self) -> tuple[PackedMonitor, ...]:
+        """Its own monitors (its share of the feature's requests, the feature's, apart)."""
+        return monitors_of(self, 0, self.layout.ends[1])
 
     def to_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {name: getattr(self, name) for name in SERIES_FIELDS}
@@ -343,7 +372,7 @@ class Incident:
 class FeatureSeries:
     """One (team, feature): its models' series, rates against the clock, tier mix, and its incident."""
 
-    __slots__ = ("cost", "incident", "key", "last_resolved", "members", "minute", "n", "rates", "tier_mix", "tiers")
+    __slots__ = ("a", "cost", "incident", "key", "last_resolved", "layout", "members", "minute", "n", "tiers", "x")
 
     def __init__(self, key: tuple[str | None, str | None], minute: int) -> None:
         self.key = key
@@ -352,10 +381,25 @@ class FeatureSeries:
         self.n = 0
         self.cost = 0.0
         self.tiers: dict[str, int] = {}
-        self.rates: tuple[Monitor, ...] = ()  # request_rate and spend_rate
-        self.tier_mix: dict[str, tuple[Monitor, ...]] = {}
+        self.a = array("d")  # its rate monitors' numbers; their runs in ``x`` (packed_monitors)
+        self.x: list[Any] = []
+        self.layout = EMPTY
         self.incident: Incident | None = None
         self.last_resolved = 0.0  # event time its last incident ended: a slow test's late echo of it is no news
+
+    def set_rates(self, rates: Sequence[Monitor]) -> None:
+        """Take the rate monitors its rules ask for (new models, their state included), packed into its array."""
+        pack(self, (rates,))
+
+    @property
+    def rates(self) -> tuple[PackedMonitor, ...]:
+        """Its request and spend rates against the clock."""
+        return monitors_of(self)
+
+    @property
+    def tier_mix(self) -> dict[str, tuple[PackedMonitor, ...]]:
+        """Each pricier member's share of the feature's requests, by model: kept in the member's array."""
+        return {model: s.tier_mix for model, s in self.members.items() if model is not None and s.tier_mix}
 
     def forget(self) -> None:
         """Let go of its series and incident once the engine drops the feature.

@@ -23,6 +23,7 @@ from detector.models.drift import SlowCreep
 from detector.models.level_shift import LogLevelShift
 from detector.models.proportion import ProportionShift
 from detector.models.seasonal_rate import SeasonalRate
+from detector.packed_monitors import PackedMonitor
 from detector.rules.ruleset import Rule, RuleSet
 
 Model = LogLevelShift | ProportionShift | SeasonalRate | SlowCreep
@@ -59,11 +60,12 @@ def watch(rule: Rule | None, metric: str, rule_id: str) -> Watch:
     return found
 
 
-Monitor = Model
-"""A rule's model on one series: the model itself, carrying its rule and paging state (``Watched``)."""
+Monitor = Model | PackedMonitor
+"""A rule's model on one series, carrying its rule and paging state: kept in its series' array once the
+series takes it (``detector.packed_monitors``), the model itself until then (``Watched``)."""
 
 
-def monitor(rule: Rule | None, metric: str, model: Model, rule_id: str | None = None) -> Monitor:
+def monitor(rule: Rule | None, metric: str, model: Model, rule_id: str | None = None) -> Model:
     """``model`` as the monitor of ``rule`` (or of the built-in ``rule_id``) on ``metric``.
 
     >>> m = monitor(None, "error_rate", ProportionShift())
@@ -81,18 +83,9 @@ def monitor_state(mon: Monitor) -> dict[str, Any]:
     return {"rule": mon.rule_id, "model": mon.to_state(), "paged": mon.paged, "held": mon.held_since}
 
 
-def restored(mon: Monitor, state: Mapping[str, Any]) -> Monitor:
-    """A new monitor of the same rule as ``mon`` with the model and alert flags of a saved one."""
-    model = type(mon).from_state(dict(state["model"]))
-    model.watch = mon.watch
-    model.paged = bool(state["paged"])
-    model.held_since = float(state["held"])
-    return model
-
-
 def monitors_for(
     rules: RuleSet | None, labels: Mapping[str, str], metrics: tuple[str, ...], settings: Settings
-) -> tuple[Monitor, ...]:
+) -> tuple[Model, ...]:
     """The monitors a series gets: one per anomaly rule selecting it, for each of ``metrics``.
 
     A tuple: a series keeps it for life, and a tuple is allocated to size.
@@ -102,7 +95,7 @@ def monitors_for(
     >>> [m.rule_id for m in monitors_for(None, {"team": "a"}, ("input_tokens_per_request",), Settings())]
     ['builtin.input_tokens_per_request', 'builtin.input_tokens_drift']
     """
-    out: list[Monitor] = []
+    out: list[Model] = []
     for metric in metrics:
         if rules is None:
             out.append(monitor(None, metric, default_model(metric, settings)))

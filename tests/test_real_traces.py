@@ -25,7 +25,7 @@ def test_a_clean_real_trace_raises_no_firing_record(real_traces, trace):
     assert [r.summary for r in records if r.status == "firing"] == []
     # The trace was watched, not only learned from: every series left warm-up.
     shifts = [m.model for s in engine.series.values() for m in s.per_request
-              if m.metric == "input_tokens_per_request" and isinstance(m.model, LogLevelShift)]
+              if m.metric == "input_tokens_per_request" and m.kind is LogLevelShift]
     assert shifts and all(model.phase == "watching" for model in shifts)
 
 

@@ -30,8 +30,9 @@ _SHARED: dict[Any, Any] = {}
 class Watched:
     """What makes a model a rule's monitor on one series: the rule it answers to, and whether its shift paged.
 
-    Kept on the model itself rather than in a wrapper object around it: the
-    wrapper cost 64 bytes a monitor, and a series has seven or eight.
+    Kept on the model itself rather than in a wrapper object around it, until
+    its series takes it: the engine then keeps the rule in the series' shared
+    layout and the flags as numbers in its array (``detector.packed_monitors``).
     ``watch`` is the rule's :class:`detector.monitor.Watch`, shared by every
     series the rule selects (None for a model used on its own); ``paged``
     is set once the model's shift became an alert or was merged into one,
@@ -52,6 +53,11 @@ class Watched:
     def model(self) -> Any:
         """The model: a monitor is its model."""
         return self
+
+    @property
+    def kind(self) -> type:
+        """Its kind of model: what a monitor kept packed in its series answers too (``detector.packed_monitors``)."""
+        return type(self)
 
     @property
     def rule(self) -> Any:
