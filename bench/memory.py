@@ -14,7 +14,8 @@ not counted), the bytes by the module that allocated them
 (``packed_monitors.py`` builds each series' array with its models' numbers,
 ``models/state.py`` the CUSUM runs), and, for comparison in the same run,
 a series carrying only the prompt-length model the engine started with,
-kept as an object; and what a stream worker's ``memory://``
+kept as an object; what each further GPU series and usage-line series
+costs (one model each, kept as an object); and what a stream worker's ``memory://``
 table holds per series after a restart, until each key is written again
 (each group's saved state as recovered from the changelog, as JSON bytes;
 a value the worker writes goes to the changelog only).
@@ -32,10 +33,11 @@ import sys
 import tracemalloc
 from array import array
 from collections import defaultdict
+from collections.abc import Sequence
 
 from detector.config import Settings
 from detector.engine import Engine
-from detector.events import LlmRequest
+from detector.events import Event, GpuSample, LlmRequest, UsageSample
 from detector.models.level_shift import LogLevelShift
 from detector.packed_monitors import PackedMonitor
 from detector.pricing import PriceTable
@@ -58,7 +60,24 @@ def traffic(series: int, minutes: int, seed: int = 1) -> list[LlmRequest]:
     return events
 
 
-def engine_bytes(events: list[LlmRequest], by_module: dict[str, int] | None = None) -> int:
+def sample_traffic(kind: str, series: int, samples: int, seed: int = 1) -> list[GpuSample | UsageSample]:
+    """``samples`` per series: a GPU's utilisation each minute (``gpu``), or a usage line's dollars each hour."""
+    rng = random.Random(seed)
+    events: list[GpuSample | UsageSample] = []
+    for k in range(samples):
+        for i in range(series):
+            if kind == "gpu":
+                events.append(GpuSample(ts=1.8e9 + k * 60 + i * 0.05, node=f"node{i // 8}", gpu=str(i % 8),
+                                        utilization=min(max(rng.gauss(0.6, 0.05), 0.0), 1.0),
+                                        gpu_model="H100-SXM-80GB", team=f"team{i % 20}"))
+            else:
+                events.append(UsageSample(ts=1.8e9 + k * 3600 + i * 0.05, metric=f"line{i}", unit="usd",
+                                          value=rng.lognormvariate(1, 0.1), category="embedding",
+                                          team=f"team{i % 20}"))
+    return events
+
+
+def engine_bytes(events: Sequence[Event], by_module: dict[str, int] | None = None) -> int:
     """Bytes an engine holds after ``events``; the price table and settings, shared by all series, not counted.
 
     With ``by_module``, also fills it with the bytes by the module that allocated them.
@@ -179,6 +198,12 @@ def main() -> None:
     print("by the module that allocated them:       "
           + ", ".join(f"{name} {size / engine.series_count:,.0f} B" for name, size
                       in sorted(by_module.items(), key=lambda kv: -kv[1]) if size >= 0.01 * held))
+    n = args.series // 2
+    for kind, name in (("gpu", "GPU"), ("usage", "usage line")):
+        further = engine_bytes(sample_traffic(kind, n, args.minutes))
+        further -= engine_bytes(sample_traffic(kind, n // 2, args.minutes))
+        print(f"each further {name} series ({args.minutes} samples): {further / (n - n // 2):6,.0f} bytes "
+              f"({n // 2} against {n} series)")
     as_bytes, as_dicts = table_bytes(engine)
     print(f"a worker's table (memory://) holds after a restart, until each key is written again: "
           f"{as_bytes / engine.series_count:,.0f} bytes per series "
