@@ -88,7 +88,8 @@ def monitors_for(
 ) -> tuple[Model, ...]:
     """The monitors a series gets: one per anomaly rule selecting it, for each of ``metrics``.
 
-    A tuple: a series keeps it for life, and a tuple is allocated to size.
+    New models, each carrying its rule: the series packs them into its array
+    (:mod:`detector.packed_monitors`).
 
     Without rules, each metric gets its built-in model with the settings' defaults.
 

@@ -9,6 +9,7 @@ compiled build (mypyc) compiles it with them.
 
 from __future__ import annotations
 
+from array import array
 from typing import Any, Final
 
 from detector.models import drift, level_state, rate_state, share_state
@@ -32,26 +33,36 @@ PAGED: Final = 3.0  # added to the phase's code once the monitor's shift has pag
 SHIFTED_CODE: Final = 2.0
 PHASE_CODE: Final = {LEARNING: 0.0, WATCHING: 1.0, SHIFTED: SHIFTED_CODE}
 PHASE_OF: Final = (LEARNING, WATCHING, SHIFTED, LEARNING, WATCHING, SHIFTED)  # the phase of a code, paged or not
-_CURSORS: dict[type[Any], Any] = {}
+LEVEL: Final = 0
+SHARE: Final = 1
+RATE: Final = 2
+CREEP: Final = 3
+_CODE: Final = {LogLevelShift: LEVEL, ProportionShift: SHARE, SeasonalRate: RATE, SlowCreep: CREEP}
 
 
 def _cursor(kind: Any) -> Any:
-    """The one model object of ``kind`` that packed monitors are loaded into to run."""
-    cursor = _CURSORS.get(kind)
-    if cursor is None:
-        cursor = _CURSORS[kind] = kind.__new__(kind)
-        cursor.watch, cursor.paged, cursor.held_since = None, False, 0.0
+    """A model object of ``kind`` for packed monitors to be loaded into to run."""
+    cursor = kind.__new__(kind)
+    cursor.watch, cursor.paged, cursor.held_since = None, False, 0.0
     return cursor
+
+
+# One of each kind, typed as its kind: the compiled build then stores into it directly.
+_LEVEL: Final[LogLevelShift] = _cursor(LogLevelShift)
+_SHARE: Final[ProportionShift] = _cursor(ProportionShift)
+_RATE: Final[SeasonalRate] = _cursor(SeasonalRate)
+_CREEP: Final[SlowCreep] = _cursor(SlowCreep)
 
 
 class Spec:
     """One model of a series' layout: its kind, parameters and rule, and where its numbers and arrays are."""
 
-    __slots__ = ("at", "config", "cursor", "end", "kind", "runs", "runs_at", "shift_at", "watch")
+    __slots__ = ("at", "code", "config", "end", "kind", "runs", "runs_at", "shift_at", "watch")
 
     def __init__(self, model: Any, at: int, extra: int) -> None:
         numbers, runs = KINDS[type(model)]
         self.kind: type[Any] = type(model)
+        self.code: int = _CODE[self.kind]
         self.config: Any = model.config
         self.watch: Any = model.watch
         self.at = at  # where its numbers start in the series' array
@@ -60,7 +71,6 @@ class Spec:
         self.shift_at = extra if shifted else -1  # where its shift's numbers are in the series' list, if kept
         self.runs_at = extra + int(shifted)  # where its runs are in that list
         self.runs = runs
-        self.cursor: Any = _cursor(self.kind)
 
     @property
     def width(self) -> int:
@@ -73,50 +83,67 @@ def load(owner: Any, spec: Spec) -> Any:
 
     What the model changes is the monitor's once :func:`put` back.
     """
-    a = owner.a
+    a: array[float] = owner.a
+    x: list[Any] = owner.x
     end = spec.end
-    cursor = spec.cursor
     numbers = a[spec.at : end]
     shift_at = spec.shift_at
     if shift_at >= 0:
-        shifted = owner.x[shift_at]
+        shifted = x[shift_at]
         if shifted is not None:
             numbers += shifted
-    cursor.a = numbers
-    cursor.phase = PHASE_OF[int(a[end])]
-    cursor.config = spec.config
-    runs = spec.runs
-    if runs:
-        x = owner.x
-        at = spec.runs_at
-        setattr(cursor, runs[0], x[at])
-        if len(runs) == 2:
-            setattr(cursor, runs[1], x[at + 1])
-    return cursor
+    phase = PHASE_OF[int(a[end])]
+    at = spec.runs_at
+    code = spec.code
+    if code == LEVEL:
+        level = _LEVEL
+        level.a, level.phase, level.config, level.up, level.dn = numbers, phase, spec.config, x[at], x[at + 1]
+        return level
+    if code == SHARE:
+        share = _SHARE
+        share.a, share.phase, share.config, share.run = numbers, phase, spec.config, x[at]
+        return share
+    if code == RATE:
+        rate = _RATE
+        rate.a, rate.phase, rate.config, rate.counts, rate.run = numbers, phase, spec.config, x[at], x[at + 1]
+        return rate
+    creep = _CREEP
+    creep.a, creep.phase, creep.config = numbers, phase, spec.config
+    return creep
 
 
 def put(owner: Any, spec: Spec, model: Any) -> None:
     """Store ``model``'s state (a loaded cursor, or a model of the kind built apart) as the owner's monitor's."""
-    a = owner.a
+    x: list[Any] = owner.x
+    at = spec.runs_at
+    code = spec.code
+    if code == LEVEL:
+        level: LogLevelShift = model
+        numbers, phase = level.a, level.phase
+        x[at], x[at + 1] = level.up, level.dn
+    elif code == SHARE:
+        share: ProportionShift = model
+        numbers, phase = share.a, share.phase
+        x[at] = share.run
+    elif code == RATE:
+        rate: SeasonalRate = model
+        numbers, phase = rate.a, rate.phase
+        x[at], x[at + 1] = rate.counts, rate.run
+    else:
+        creep: SlowCreep = model
+        numbers, phase = creep.a, creep.phase
+    a: array[float] = owner.a
     at, end, shift_at = spec.at, spec.end, spec.shift_at
-    numbers = model.a
     if len(numbers) == end - at:
         a[at:end] = numbers
         if shift_at >= 0:
-            owner.x[shift_at] = None
+            x[shift_at] = None
     elif shift_at >= 0:
         a[at:end] = numbers[: end - at]
-        owner.x[shift_at] = numbers[end - at :]
+        x[shift_at] = numbers[end - at :]
     else:
         raise ValueError(f"{spec.kind.__name__}: {len(numbers)} numbers where it keeps {end - at}")
-    a[end] = PHASE_CODE[model.phase] + (PAGED if a[end] >= PAGED else 0.0)
-    runs = spec.runs
-    if runs:
-        x = owner.x
-        at = spec.runs_at
-        x[at] = getattr(model, runs[0])
-        if len(runs) == 2:
-            x[at + 1] = getattr(model, runs[1])
+    a[end] = PHASE_CODE[phase] + (PAGED if a[end] >= PAGED else 0.0)
 
 
 def settled(owner: Any, spec: Spec) -> bool:
