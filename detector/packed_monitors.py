@@ -233,10 +233,9 @@ class PackedMonitor:
         self.put(self.kind.from_state(state))
 
     def __getattr__(self, name: str) -> Any:
-        """Anything else the model answers (a read: a method is run and stored back like those above)."""
+        """Anything else the model answers: a method is run and stored back like those above, the rest read."""
         if name.startswith("__"):
             raise AttributeError(name)
-        value = getattr(self.load(), name)
-        if callable(value):
+        if callable(getattr(self.kind, name, None)):  # a method, known from the class without loading
             return lambda *args: self._run(name, *args)
-        return value
+        return getattr(self.load(), name)

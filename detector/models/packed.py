@@ -19,13 +19,18 @@ from detector.models.proportion import ProportionShift
 from detector.models.seasonal_rate import SeasonalRate
 from detector.models.state import LEARNING, SHIFTED, WATCHING, Packed
 
-KINDS: Final[dict[type[Any], tuple[Packed, tuple[str, ...]]]] = {
-    LogLevelShift: (level_state.NUMBERS, ("up", "dn")),
-    ProportionShift: (share_state.NUMBERS, ("run",)),
-    SeasonalRate: (rate_state.NUMBERS, ("counts", "run")),
-    SlowCreep: (drift.NUMBERS, ()),
+LEVEL: Final = 0
+SHARE: Final = 1
+RATE: Final = 2
+CREEP: Final = 3
+KINDS: Final[dict[type[Any], tuple[Packed, int, tuple[str, ...]]]] = {
+    LogLevelShift: (level_state.NUMBERS, LEVEL, ("up", "dn")),
+    ProportionShift: (share_state.NUMBERS, SHARE, ("run",)),
+    SeasonalRate: (rate_state.NUMBERS, RATE, ("counts", "run")),
+    SlowCreep: (drift.NUMBERS, CREEP, ()),
 }
-"""Each kind of model that packs: its numbers, and the arrays it keeps beside them (None while it has none)."""
+"""Each kind of model that packs: its numbers, its code (which branch of :func:`load` and :func:`put` is its),
+and the arrays it keeps beside them (None while it has none)."""
 
 FLAGS: Final = 2
 """Numbers after a model's own: its phase (and whether its shift paged), since when a derived shift waits."""
@@ -33,11 +38,6 @@ PAGED: Final = 3.0  # added to the phase's code once the monitor's shift has pag
 SHIFTED_CODE: Final = 2.0
 PHASE_CODE: Final = {LEARNING: 0.0, WATCHING: 1.0, SHIFTED: SHIFTED_CODE}
 PHASE_OF: Final = (LEARNING, WATCHING, SHIFTED, LEARNING, WATCHING, SHIFTED)  # the phase of a code, paged or not
-LEVEL: Final = 0
-SHARE: Final = 1
-RATE: Final = 2
-CREEP: Final = 3
-_CODE: Final = {LogLevelShift: LEVEL, ProportionShift: SHARE, SeasonalRate: RATE, SlowCreep: CREEP}
 
 
 def _cursor(kind: Any) -> Any:
@@ -60,9 +60,9 @@ class Spec:
     __slots__ = ("at", "code", "config", "end", "kind", "runs", "runs_at", "shift_at", "watch")
 
     def __init__(self, model: Any, at: int, extra: int) -> None:
-        numbers, runs = KINDS[type(model)]
+        numbers, code, runs = KINDS[type(model)]
         self.kind: type[Any] = type(model)
-        self.code: int = _CODE[self.kind]
+        self.code = code
         self.config: Any = model.config
         self.watch: Any = model.watch
         self.at = at  # where its numbers start in the series' array
