@@ -354,8 +354,8 @@ class ProportionShift(Watched):
         a[SHIFT_K] += k
         a[HS] = TRACK_DECAY * a[HS] + k
         a[NS] = TRACK_DECAY * a[NS] + n
-        share = min(max(a[HS] / a[NS], 1e-9), 1 - 1e-9)
-        if not self._material(int(a[SHIFT_DIR]), share, p0, 0.5):
+        direction = int(a[SHIFT_DIR])
+        if not self._material(direction, self._recent_bound(direction), p0, 0.5):
             self._end_shift()
             return
         # LLR of "back at baseline" against "still at the shift's share since its onset" (a fixed
@@ -364,6 +364,22 @@ class ProportionShift(Watched):
         a[S_BACK] = max(0.0, a[S_BACK] + bb_llr(k, n, p0, since, self.rho))
         if a[S_BACK] >= self.config.h:
             self._end_shift()
+
+    def _recent_bound(self, direction: int) -> float:
+        """The recent minutes' share at its confidence bound on the shift's side.
+
+        Those minutes are a dozen requests on a slow series, and a dozen
+        requests at a 25 % share are all misses about once in thirty: judged
+        on its point value, the share would end a shift that is still on
+        (and fire it again minutes later). At its bound it ends a shift only
+        where the minutes hold enough requests to say so; elsewhere the
+        back-to-normal CUSUM decides.
+        """
+        a = self.a
+        phi = 1.0 + (a[NS] * (1.0 - TRACK_DECAY) - 1.0) * self.rho  # requests a minute, as _maybe_shift
+        phi = phi if phi > 1.0 else 1.0
+        share = wilson(a[HS] / phi, a[NS] / phi, direction * self.config.z)
+        return min(max(share, 1e-9), 1 - 1e-9)
 
     def _end_shift(self) -> None:
         self.phase = WATCHING
