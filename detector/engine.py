@@ -45,7 +45,7 @@ from detector.incidents import Incidents
 from detector.ledger import SpendLedger
 from detector.llm_series import BUF_TS, FeatureSeries, ModelSeries, Months
 from detector.models.level_shift import SHIFTED
-from detector.models.packed import load, put, settled
+from detector.models.packed import load, put
 from detector.monitor import Monitor, monitors_for
 from detector.packed_monitors import PackedMonitor
 from detector.pricing import PriceTable
@@ -358,8 +358,7 @@ class Engine:
             elif s.input:  # one trial per request, the minute's token-weighted share of hits
                 model.update(round(s.n * s.cached / s.input), ts, s.n)
             model.close(ts + 60)
-            put(s, spec, model)
-            if not settled(s, spec):
+            if not put(s, spec, model):  # not settled: in a shift, paged, or held
                 self.incidents.check(PackedMonitor(s, i), s, f, ts + 60, out)
         s.clear_minute()
 
@@ -416,8 +415,7 @@ class Engine:
             rate = load(f, spec)
             rate.update(f.n if spec.watch.metric == "request_rate" else f.cost, ts)
             rate.advance(ts + 60)
-            put(f, spec, rate)
-            if not settled(f, spec):
+            if not put(f, spec, rate):
                 self.incidents.check(PackedMonitor(f, i), None, f, ts + 60, out)
         for model, s in f.members.items():
             specs, ends = s.layout.specs, s.layout.ends
@@ -429,8 +427,7 @@ class Engine:
                 share = load(s, spec)
                 share.update(hits, ts, f.n)
                 share.close(ts + 60)
-                put(s, spec, share)
-                if not settled(s, spec):
+                if not put(s, spec, share):
                     self.incidents.check(PackedMonitor(s, i), None, f, ts + 60, out, model)
         f.n, f.cost = 0, 0.0
         f.tiers.clear()

@@ -19,8 +19,9 @@ model object of its kind kept for the purpose (one per kind, reused), the
 method runs, and the numbers are *put* back. The same arithmetic runs on
 the same doubles, so the results, the records and the saved state are
 those of the model kept as an object. Loading and putting back cost about
-half a microsecond a model compiled (a twentieth of a replay), 0.8 µs as
-Python (a tenth). A :class:`PackedMonitor` is
+0.4 µs a model compiled, 0.6 µs as Python: on the stream benchmark's
+traffic, about one load an event, a seventh of the engine's time
+(bench/engine_throughput.py). A :class:`PackedMonitor` is
 the handle the engine and the incidents work with: it answers as the model
 would.
 

@@ -112,8 +112,14 @@ def load(owner: Any, spec: Spec) -> Any:
     return creep
 
 
-def put(owner: Any, spec: Spec, model: Any) -> None:
-    """Store ``model``'s state (a loaded cursor, or a model of the kind built apart) as the owner's monitor's."""
+def put(owner: Any, spec: Spec, model: Any) -> bool:
+    """Store ``model``'s state (a loaded cursor, or a model of the kind built apart) as the owner's monitor's.
+
+    Returns whether the monitor is now *settled*: not in a shift, not
+    paged, holding none, so the incidents have nothing to do with it. The
+    engine asks that after every put; answered here, it costs no call of
+    its own (a tenth of a microsecond compiled, once a model a minute).
+    """
     x: list[Any] = owner.x
     at = spec.runs_at
     code = spec.code
@@ -143,11 +149,6 @@ def put(owner: Any, spec: Spec, model: Any) -> None:
         x[shift_at] = numbers[end - at :]
     else:
         raise ValueError(f"{spec.kind.__name__}: {len(numbers)} numbers where it keeps {end - at}")
-    a[end] = PHASE_CODE[phase] + (PAGED if a[end] >= PAGED else 0.0)
-
-
-def settled(owner: Any, spec: Spec) -> bool:
-    """Nothing for the incidents to do: the monitor is not in a shift, has not paged, and holds none."""
-    a = owner.a
-    end = spec.end
-    return bool(a[end] < SHIFTED_CODE and a[end + 1] == 0.0)
+    flag = PHASE_CODE[phase] + (PAGED if a[end] >= PAGED else 0.0)
+    a[end] = flag
+    return flag < SHIFTED_CODE and a[end + 1] == 0.0
