@@ -36,6 +36,7 @@ from detector.series import labels_of
 DERIVED_HOLD_S = 180.0
 ECHO_S = 24 * 3600.0  # a slow-creep alarm this soon after an incident of its feature is that incident's echo
 NEW_CAUSE_S = 3600.0  # a cause this long after a derived metric's incident began pages as its own
+NEWS_AFTER_CAUSE_S = 6 * 3600.0  # a move of another metric this long after a cause's incident began is news
 SETTLED_S = 600.0  # a firing record splits its dollars into drivers only if the change is this old
 SPEND_FLOOR_USD_PER_HOUR = 0.10  # a rate change worth less than this is pennies, not a page
 FLOORED = frozenset({"spend_rate"})  # pages for dollars only; a request surge pages (as info) even on cheap models
@@ -223,13 +224,23 @@ def _new_cause(mon: Monitor, inc: Incident) -> bool:
     a prompt doubling swallowed by a cost-per-request alert nine hours old).
     An incident opened by a cause keeps what moves while it lasts: its
     effects can surface late (a retry storm's empty answers, an hour in).
+    Not half a day late, though: a cause's model can hold its shift for
+    hours after the change is over (a slow series at night brings little
+    evidence that it is), and a metric of another kind that moves six hours
+    after the incident began is a change of its own (measured: a fivefold
+    traffic runaway on o3 swallowed by an answer-length alert fifteen hours
+    old). The cause's own metric moving again stays part of it (a slow
+    creep's prompts, days in, crossing the level test's threshold).
     """
-    if inc.record.metric not in DERIVED or mon.metric in DERIVED:
+    if mon.metric in DERIVED:
         return False
     shift = mon.model.shift()
     if shift is None:
         return False
-    return shift.onset_ts - datetime.fromisoformat(inc.record.started_at).timestamp() > NEW_CAUSE_S
+    after = shift.onset_ts - datetime.fromisoformat(inc.record.started_at).timestamp()
+    if inc.record.metric in DERIVED:
+        return after > NEW_CAUSE_S
+    return mon.metric != inc.record.metric and after > NEWS_AFTER_CAUSE_S
 
 
 def _round(v: float) -> float:

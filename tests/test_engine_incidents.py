@@ -281,18 +281,35 @@ def test_a_cause_hours_after_a_derived_metrics_incident_pages_as_its_own(later_m
         assert "builtin.input_tokens_per_request on claude-opus-4-1" in still_open.related
 
 
-def test_what_moves_hours_into_an_incident_a_cause_opened_stays_part_of_it() -> None:
-    """Answers growing fivefold, and prompts tripling hours later: one incident (its effects can surface late)."""
+def answers_then_prompts(prompts_after_min: int) -> tuple[Engine, list[Anomaly]]:
+    """Twenty requests a minute; answers grow fivefold at minute 500 (and stay so), prompts triple later."""
     engine = Engine(PRICES, Settings(warmup_requests=50))
     rng = random.Random(3)
     t0 = seconds("2026-11-16T00:00:00+00:00")
     out: list[Anomaly] = []
-    for minute in range(900):
+    for minute in range(500 + prompts_after_min + 100):
         answers = 5 if minute >= 500 else 1
-        prompts = 3 if minute >= 650 else 1
+        prompts = 3 if minute >= 500 + prompts_after_min else 1
         out += engine.process_many(
             LlmRequest(ts=t0 + minute * 60 + i * 3, model="claude-opus-4-1", team="t", feature="f",
                        input_tokens=int(300 * prompts * rng.lognormvariate(0, 0.3)),
                        output_tokens=max(1, int(400 * answers * rng.lognormvariate(0, 0.3)))) for i in range(20))
+    return engine, out
+
+
+def test_what_moves_hours_into_an_incident_a_cause_opened_stays_part_of_it() -> None:
+    """Answers growing fivefold, and prompts tripling hours later: one incident (its effects can surface late)."""
+    engine, out = answers_then_prompts(150)
     assert [r.metric for r in out if r.status == "firing"] == ["output_tokens_per_request"]
     assert "builtin.input_tokens_per_request on claude-opus-4-1" in engine.features[("t", "f")].incident.related
+
+
+def test_another_metric_moving_half_a_day_into_a_causes_incident_pages_as_its_own() -> None:
+    """The same, prompts tripling seven hours in: a change of its own, paged; the old incident says so."""
+    engine, out = answers_then_prompts(7 * 60)
+    fired = [r for r in out if r.status == "firing"]
+    assert [r.metric for r in fired] == ["output_tokens_per_request", "input_tokens_per_request"]
+    assert seconds(fired[1].detected_at) - (seconds("2026-11-16T00:00:00+00:00") + (500 + 7 * 60) * 60) < 600
+    old = [r for r in out if r.status == "resolved" and r.id == fired[0].id]
+    assert old and "input tokens per request began and is paged as its own incident" in old[0].summary
+    assert engine.features[("t", "f")].incident.record.id == fired[1].id
