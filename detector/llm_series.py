@@ -210,12 +210,6 @@ class ModelSeries:
         return monitors_of(self, 0, self.layout.ends[0])
 
     @property
-    def per_minute(self) -> tuple[PackedMonitor, ...]:
-        """Retry, error and cache-hit shares: fed each minute."""
-        ends = self.layout.ends
-        return monitors_of(self, ends[0], ends[1])
-
-    @property
     def tier_mix(self) -> tuple[PackedMonitor, ...]:
         """Its share of its feature's requests, if its tier is a pricier one: fed by the feature each minute."""
         ends = self.layout.ends
